@@ -1,0 +1,128 @@
+"""Console commands: ``lightning`` (LightningCLI) and ``harmowam`` (everything else)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+
+def lightning_main(args: Sequence[str] | None = None) -> None:
+    """``lightning fit|validate|test|predict -c CONFIG [--key=value ...]``."""
+    import lightning as L
+    from lightning.pytorch.cli import LightningCLI
+
+    LightningCLI(
+        L.LightningModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        args=list(args) if args is not None else None,
+    )
+
+
+# -- harmowam plugins ---------------------------------------------------------------------
+def _cmd_plugins(ns: argparse.Namespace) -> int:
+    from harmowam.registry import registrations
+
+    rows = [(r.kind, r.name, r.distribution, f"{r.constructor.__module__}.{r.constructor.__qualname__}")
+            for r in registrations()]
+    header = ("kind", "name", "distribution", "provided by")
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    return 0
+
+
+# -- harmowam data ------------------------------------------------------------------------
+def _cmd_data_generate(ns: argparse.Namespace) -> int:
+    from harmowam.sim.generate import PRESETS, GenerationConfig, generate
+    from harmowam.sim.tasks import list_tasks
+    from harmowam.sim.variations import SceneVariation
+
+    preset = PRESETS[ns.preset] if ns.preset else {}
+    variation = dict(preset.get("variation", {}))
+    for key in ("background", "object_color", "position_scale"):
+        if getattr(ns, key) is not None:
+            variation[key] = getattr(ns, key)
+    if ns.position_offset is not None:
+        variation["position_offset"] = tuple(float(v) for v in ns.position_offset.split(","))
+    tasks = list_tasks() if ns.tasks in (None, "all") else ns.tasks.split(",")
+    cfg = GenerationConfig(
+        tasks=tasks,
+        episodes=ns.episodes if ns.episodes is not None else preset.get("episodes", 50),
+        seed=ns.seed if ns.seed is not None else preset.get("seed", 0),
+        image_size=ns.image_size, camera=ns.camera, max_steps=ns.max_steps,
+        variation=SceneVariation(**variation), workers=ns.workers,
+    )
+    out = generate(ns.out, cfg, overwrite=ns.overwrite, preset=ns.preset)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_data_info(ns: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from harmowam.data.format import EpisodeStore
+
+    store = EpisodeStore(ns.path)
+    print(store)
+    counts = Counter(e.task for e in store.episodes)
+    lengths: dict[str, list[int]] = {}
+    for e in store.episodes:
+        lengths.setdefault(e.task, []).append(e.length)
+    for task, n in sorted(counts.items()):
+        ls = lengths[task]
+        print(f"  {task:24s} {n:4d} episodes, {min(ls)}-{max(ls)} steps (mean {sum(ls) / len(ls):.1f})")
+    print(json.dumps(store.meta.get("generation", {}).get("variation", {})))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from harmowam.sim.generate import PRESETS
+
+    parser = argparse.ArgumentParser(prog="harmowam", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plugins", help="list registered components and the distribution of each")
+    p.set_defaults(func=_cmd_plugins)
+
+    data = sub.add_parser("data", help="generate or inspect demonstration data").add_subparsers(dest="data_command", required=True)
+    g = data.add_parser("generate", help="run Meta-World's scripted experts and write a dataset folder")
+    g.add_argument("--out", required=True, help="dataset folder to write")
+    g.add_argument("--preset", choices=sorted(PRESETS), help="a data regime: narrow 'demos' or broad 'wm_video'")
+    g.add_argument("--tasks", default=None, help="comma-separated task names, or 'all' (default)")
+    g.add_argument("--episodes", type=int, default=None, help="successful episodes per task (default 50)")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--image-size", type=int, default=64)
+    g.add_argument("--camera", default="corner4")
+    g.add_argument("--max-steps", type=int, default=200)
+    g.add_argument("--background", default=None, help="background palette: train or test")
+    g.add_argument("--object-color", default=None, help="object colour palette: train or test")
+    g.add_argument("--position-scale", type=float, default=None, help="scale of the object/goal reset range")
+    g.add_argument("--position-offset", default=None, help="x,y shift of the object range in metres")
+    g.add_argument("--workers", type=int, default=2)
+    g.add_argument("--overwrite", action="store_true")
+    g.set_defaults(func=_cmd_data_generate)
+
+    i = data.add_parser("info", help="validate a dataset folder and summarise it")
+    i.add_argument("path")
+    i.set_defaults(func=_cmd_data_info)
+    return parser
+
+
+def harmowam_main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        return ns.func(ns)
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError) as exc:
+        # Known bad input: one clear line, not a traceback.
+        print(f"harmowam: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(harmowam_main())

@@ -1,0 +1,51 @@
+"""The contract of a world-model backbone: explicit frames and implicit features."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+@dataclass
+class WorldModelOutput:
+    """What one prediction yields; a field is None when it was not asked for.
+
+    frames:   predicted future frames ``[B, K, 3, H, W]`` in [-1, 1] (explicit output)
+    features: denoiser hidden states ``[B, K, N, D]``: N tokens per predicted frame (implicit output)
+    latents:  the predicted future latents ``[B, C, K, h, w]``
+    """
+
+    frames: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+    latents: torch.Tensor | None = None
+
+
+class WorldModel(nn.Module, ABC):
+    """A video model that, given the current frame and instruction, imagines K future frames."""
+
+    num_future_frames: int
+    #: width D of the implicit features
+    feature_dim: int
+    #: tokens N per predicted frame in the implicit features
+    tokens_per_frame: int
+
+    @abstractmethod
+    def predict(self, image: torch.Tensor, instructions: list[str], decode: bool = True,
+                features: bool = True, generator: torch.Generator | None = None) -> WorldModelOutput:
+        """Imagine the future from ``image`` (uint8 ``[B, 3, H, W]``); ``decode=False`` skips the frame decoder."""
+
+    @abstractmethod
+    def save_pretrained(self, path: str | Path) -> None: ...
+
+    @classmethod
+    @abstractmethod
+    def from_pretrained(cls, path: str | Path) -> "WorldModel": ...
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (any leading shape, channels before H, W) to floats in [-1, 1]."""
+    return images.float().div(127.5).sub(1.0)
