@@ -22,3 +22,32 @@ def harmowam_register_instruction_encoders() -> dict[str, Callable]:
     from harmowam.text.learned_embedding import LearnedInstructionEmbedding
 
     return {"learned": LearnedInstructionEmbedding}
+
+
+@hookimpl
+def harmowam_register_experts() -> dict[str, Callable]:
+    from harmowam.experts.predictive import PredictiveExpert
+    from harmowam.experts.reactive import ReactiveExpert
+
+    return {"predictive": PredictiveExpert, "reactive": ReactiveExpert}
+
+
+@hookimpl
+def harmowam_register_gates() -> dict[str, Callable]:
+    from harmowam.gates.fixed import always_predictive, always_reactive, average
+    from harmowam.gates.process_adaptive import KeyframeAverageGate, ProcessAdaptiveGate
+
+    return {
+        "process_adaptive": ProcessAdaptiveGate,
+        "keyframe_average": KeyframeAverageGate,
+        "average": average,
+        "always_predictive": always_predictive,
+        "always_reactive": always_reactive,
+    }
+
+
+@hookimpl
+def harmowam_register_label_strategies() -> dict[str, Callable]:
+    from harmowam.labels.strategies import ee_height, gripper_events, proximity
+
+    return {"gripper_events": gripper_events, "ee_height": ee_height, "proximity": proximity}

@@ -50,6 +50,17 @@ class WorldModelModule(L.LightningModule):
             self.world_model = build_component("world_model", world_model)
         self._latents: torch.Tensor | None = None  # [num_frames, C, h, w], built at the switch
 
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None:
+            return
+        wm, spec = self.world_model, dm.spec
+        if (spec.num_future_frames, spec.future_stride) != (wm.num_future_frames, wm.frame_stride):
+            raise ValueError(
+                f"data gives {spec.num_future_frames} future frames at stride {spec.future_stride}; the world model "
+                f"predicts {wm.num_future_frames} at stride {wm.frame_stride}: set both to the same values"
+            )
+
     # -- phases ------------------------------------------------------------------------------
     @property
     def in_vae_phase(self) -> bool:

@@ -28,6 +28,9 @@ class WorldModel(nn.Module, ABC):
     """A video model that, given the current frame and instruction, imagines K future frames."""
 
     num_future_frames: int
+    #: environment steps between consecutive predicted frames
+    frame_stride: int
+    image_size: int
     #: width D of the implicit features
     feature_dim: int
     #: tokens N per predicted frame in the implicit features

@@ -59,6 +59,7 @@ class LatentVideoWorldModel(WorldModel):
         self,
         image_size: int = 64,
         num_future_frames: int = 4,
+        frame_stride: int = 4,
         vae: dict[str, Any] | None = None,
         transformer: dict[str, Any] | None = None,
         instruction_encoder: dict[str, Any] | str = "learned",
@@ -71,6 +72,7 @@ class LatentVideoWorldModel(WorldModel):
         super().__init__()
         self.image_size = image_size
         self.num_future_frames = num_future_frames
+        self.frame_stride = frame_stride  # env steps between predicted frames, as in the training data
         self.num_inference_steps = num_inference_steps
         self.scheduler_shift = scheduler_shift
         self.text = build_component("instruction_encoder", instruction_encoder)
@@ -105,7 +107,8 @@ class LatentVideoWorldModel(WorldModel):
         self.register_buffer("latent_shift", torch.zeros(c))
         self.register_buffer("latent_scale", torch.ones(c))
         self._init_args = {
-            "image_size": image_size, "num_future_frames": num_future_frames, "feature_block": feature_block,
+            "image_size": image_size, "num_future_frames": num_future_frames, "frame_stride": frame_stride,
+            "feature_block": feature_block,
             "num_inference_steps": num_inference_steps, "scheduler_shift": scheduler_shift,
             "instruction_encoder": instruction_encoder if isinstance(instruction_encoder, str) else dict(instruction_encoder),
         }

@@ -1,0 +1,120 @@
+"""The reactive expert: inverse dynamics on imagined frames (the Imagine-then-Execute side).
+
+For each predicted frame ``V_k`` (``k = 1..K``, ``stride`` env steps apart), patch
+tokens of the previous frame and of ``V_k`` from a timm encoder are concatenated
+along the token axis with the world model's implicit features for ``V_k``
+(average-pooled, projected to the same width); one attention layer mixes them; a
+multi-scale convolutional decoder on ``V_k``'s token grid regresses the ``stride``
+actions that lead from the previous frame to ``V_k``. The chunk is the first H of
+the ``K * stride`` actions. Loss: Smooth L1 with beta 0.1.
+
+It trains on real future frames by default (``train_on="real"``) or on the world
+model's own predictions (``"predicted"``); at inference it always reads predicted
+frames. ``use_world_model_features=False`` is the paper's ablation without F^V.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harmowam.experts.base import FEATURES, FRAMES, ActionExpert, ExpertContext, PolicyShapes, masked_mean
+from harmowam.experts.image_encoder import ImageTokenEncoder
+
+
+class MultiScaleConvDecoder(nn.Module):
+    """Token grid ``[B, C, g, g]`` -> vector: convolutions at g, g/2, g/4, pooled and concatenated."""
+
+    def __init__(self, channels: int, hidden: int, out_dim: int, scales: int = 3) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList()
+        c = channels
+        for i in range(scales):
+            stride = 1 if i == 0 else 2
+            self.stages.append(nn.Sequential(nn.Conv2d(c, hidden, 3, stride, 1), nn.GroupNorm(8, hidden), nn.GELU()))
+            c = hidden
+        self.head = nn.Sequential(nn.Linear(hidden * scales, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        pooled = []
+        x = grid
+        for stage in self.stages:
+            x = stage(x)
+            pooled.append(x.mean(dim=(2, 3)))
+        return self.head(torch.cat(pooled, dim=-1))
+
+
+class ReactiveExpert(ActionExpert):
+    def __init__(
+        self,
+        shapes: PolicyShapes,
+        encoder: str = "vit_tiny_patch16_224",
+        encoder_kwargs: dict[str, Any] | None = None,
+        pretrained_file: str | None = None,
+        width: int = 128,
+        heads: int = 4,
+        use_world_model_features: bool = True,
+        train_on: str = "real",
+        smooth_l1_beta: float = 0.1,
+    ) -> None:
+        super().__init__(shapes)
+        if train_on not in ("real", "predicted"):
+            raise ValueError(f"train_on must be 'real' or 'predicted', got '{train_on}'")
+        self.train_on, self.beta = train_on, smooth_l1_beta
+        self.trains_on_real_frames = train_on == "real"
+        self.use_features = use_world_model_features
+        self.needs = frozenset({FRAMES, FEATURES}) if use_world_model_features else frozenset({FRAMES})
+        self.encoder = ImageTokenEncoder(encoder, shapes.image_size, encoder_kwargs, pretrained_file)
+        self.grid = self.encoder.grid_size
+        self.token_proj = nn.Linear(self.encoder.dim, width)
+        self.frame_embed = nn.Parameter(torch.zeros(3, width))  # previous frame, target frame, feature token
+        if use_world_model_features:
+            self.feature_proj = nn.Sequential(nn.LayerNorm(shapes.wm_feature_dim), nn.Linear(shapes.wm_feature_dim, width))
+        self.mix = nn.TransformerEncoderLayer(width, heads, 2 * width, 0.0, batch_first=True, norm_first=True)
+        self.steps_per_frame = shapes.wm_frame_stride
+        self.decoder = MultiScaleConvDecoder(width, width, self.steps_per_frame * shapes.action_dim)
+        nn.init.normal_(self.frame_embed, std=0.02)
+
+    def _frames(self, ctx: ExpertContext, training: bool) -> torch.Tensor:
+        if training and self.train_on == "real":
+            if ctx.future_frames is None:
+                raise ValueError("the reactive expert trains on real future frames, but the batch has none")
+            return ctx.future_frames
+        if ctx.world_model is None or ctx.world_model.frames is None:
+            raise ValueError("the reactive expert needs the world model's predicted frames")
+        # predicted frames are floats in [-1, 1]; the encoder takes uint8
+        return ((ctx.world_model.frames + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+    def forward_chunk(self, ctx: ExpertContext, training: bool) -> torch.Tensor:
+        frames = self._frames(ctx, training)  # [B, K, 3, H, W]
+        b, k = frames.shape[:2]
+        seq = torch.cat([ctx.image[:, None], frames], dim=1)  # [B, 1+K, 3, H, W]
+        tokens = self.token_proj(self.encoder(seq.flatten(0, 1))).unflatten(0, (b, k + 1))  # [B, 1+K, N, W]
+        prev, target = tokens[:, :-1], tokens[:, 1:]  # pairs (frame k-1, frame k)
+        parts = [prev + self.frame_embed[0], target + self.frame_embed[1]]
+        if self.use_features:
+            if ctx.world_model is None or ctx.world_model.features is None:
+                raise ValueError("the reactive expert with use_world_model_features=True needs the world model's features")
+            pooled = self.feature_proj(ctx.world_model.features.mean(dim=2))  # [B, K, W]
+            parts.append(pooled[:, :, None] + self.frame_embed[2])
+        x = self.mix(torch.cat(parts, dim=2).flatten(0, 1))  # [B*K, 2N(+1), W]
+        n = tokens.shape[2]
+        grid = x[:, n:2 * n].transpose(1, 2).reshape(b * k, -1, self.grid, self.grid)
+        actions = self.decoder(grid).view(b, k * self.steps_per_frame, self.shapes.action_dim)
+        h = self.shapes.action_horizon
+        if actions.shape[1] < h:
+            raise ValueError(f"{k} predicted frames x stride {self.steps_per_frame} cover fewer than {h} actions")
+        return actions[:, :h]
+
+    def compute_loss(self, ctx: ExpertContext, actions: torch.Tensor, action_mask: torch.Tensor
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        pred = self.forward_chunk(ctx, training=True)
+        loss = masked_mean(F.smooth_l1_loss(pred, actions, beta=self.beta, reduction="none"), action_mask)
+        return loss, {"smooth_l1": loss.detach()}
+
+    @torch.no_grad()
+    def predict(self, ctx: ExpertContext) -> torch.Tensor:
+        return self.forward_chunk(ctx, training=False)

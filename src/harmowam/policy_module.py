@@ -1,0 +1,296 @@
+"""Stage 2: the world model frozen, action experts and a gate trained together.
+
+    L = L_pred + lambda_react * L_react + lambda_gate * L_gate
+
+A paradigm is a choice of components: Joint Modeling is ``experts: {predictive}``
+with ``gate: always_predictive``; Imagine-then-Execute is ``experts: {reactive}``
+with ``gate: always_reactive``; HarmoWAM is both experts with ``process_adaptive``.
+Experts are keyed by the role they fill, ``predictive`` or ``reactive``; any
+registered expert (a third-party one too) can fill a role.
+
+Inference follows LeRobot's policy contract: ``predict_action_chunk``,
+``select_action`` with an action queue, and ``reset``. The gate runs first and
+only the routed expert runs, with only the world-model outputs it needs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import lightning as L
+import torch
+import torchmetrics
+from torch import nn
+
+from harmowam.data.normalization import Normalizer
+from harmowam.experts.base import FEATURES, FRAMES, ExpertContext, PolicyShapes
+from harmowam.experts.image_encoder import ImageTokenEncoder
+from harmowam.gates.base import PREDICTIVE, REACTIVE
+from harmowam.registry import REGISTRY
+from harmowam.world_models.base import WorldModelOutput
+from harmowam.world_models.loading import load_world_model
+
+ROLES = (PREDICTIVE, REACTIVE)
+
+
+def _spec(spec: dict[str, Any] | str) -> tuple[str, dict[str, Any]]:
+    if isinstance(spec, str):
+        return spec, {}
+    if "name" not in spec:
+        raise ValueError(f"a component spec needs a 'name' key, got {spec!r}")
+    return spec["name"], {k: v for k, v in spec.items() if k != "name"}
+
+
+class PolicyModule(L.LightningModule):
+    def __init__(
+        self,
+        world_model: str | None,
+        experts: dict[str, dict[str, Any] | str] | None = None,
+        gate: dict[str, Any] | str = "process_adaptive",
+        image_encoder: dict[str, Any] | None = None,
+        instruction_encoder: dict[str, Any] | str = "learned",
+        action_dim: int = 4,
+        state_dim: int = 4,
+        action_horizon: int = 12,
+        lambda_react: float = 0.1,
+        lambda_gate: float = 0.05,
+        lr: float = 3e-4,
+        weight_decay: float = 0.01,
+        warmup_steps: int = 50,
+        n_action_steps: int = 8,
+        val_sample_batches: int = 2,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        experts = experts if experts is not None else {PREDICTIVE: "predictive", REACTIVE: "reactive"}
+        unknown_roles = set(experts) - set(ROLES)
+        if unknown_roles:
+            raise ValueError(f"expert roles {sorted(unknown_roles)} unknown; roles are {', '.join(ROLES)}")
+        self.world_model = load_world_model(world_model) if world_model else None
+        if self.world_model is not None:
+            self.world_model.requires_grad_(False).eval()
+        wm = self.world_model
+        self.text = REGISTRY.get("instruction_encoder", _spec(instruction_encoder)[0]).constructor(**_spec(instruction_encoder)[1])
+        image_size = wm.image_size if wm is not None else 64
+        self.image_encoder = ImageTokenEncoder(image_size=image_size, **(image_encoder or {}))
+        self.shapes = PolicyShapes(
+            action_dim=action_dim, action_horizon=action_horizon, state_dim=state_dim, image_size=image_size,
+            instruction_dim=self.text.dim, image_token_dim=self.image_encoder.dim,
+            wm_feature_dim=getattr(wm, "feature_dim", 0), wm_tokens_per_frame=getattr(wm, "tokens_per_frame", 0),
+            wm_num_frames=getattr(wm, "num_future_frames", 0), wm_frame_stride=getattr(wm, "frame_stride", 4),
+        )
+        self.experts = nn.ModuleDict()
+        for role, spec in experts.items():
+            name, kwargs = _spec(spec)
+            self.experts[role] = REGISTRY.get("expert", name).constructor(shapes=self.shapes, **kwargs)
+        gate_name, gate_kwargs = _spec(gate)
+        self.gate = REGISTRY.get("gate", gate_name).constructor(shapes=self.shapes, **gate_kwargs)
+        missing = [r for r in self.gate.roles if r not in self.experts]
+        if missing:
+            raise ValueError(f"gate '{gate_name}' routes to {missing}, but the config gives experts only for "
+                             f"{sorted(self.experts)}")
+        if wm is None and any(e.needs for e in self.experts.values()):
+            raise ValueError("an expert needs the world model's outputs: set 'world_model' to a stage-1 checkpoint")
+        self.normalizer: Normalizer | None = None
+        self._val = nn.ModuleDict({f"{r}_action_mse": torchmetrics.MeanSquaredError() for r in self.experts})
+        self._val["policy_action_mse"] = torchmetrics.MeanSquaredError()
+        self._val["gate_accuracy"] = torchmetrics.classification.BinaryAccuracy()
+        self._val["gate_f1"] = torchmetrics.classification.BinaryF1Score()
+        self.reset()
+
+    # -- set-up from the data ----------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None:
+            return
+        dm.setup(stage)
+        spec = dm.spec
+        if spec.action_horizon != self.hparams.action_horizon:
+            raise ValueError(f"data.action_horizon={spec.action_horizon} but model.action_horizon="
+                             f"{self.hparams.action_horizon}; they must match")
+        if self.world_model is not None and (spec.num_future_frames, spec.future_stride) != (
+                self.shapes.wm_num_frames, self.shapes.wm_frame_stride):
+            raise ValueError(f"data gives {spec.num_future_frames} future frames at stride {spec.future_stride}, the "
+                             f"world model predicts {self.shapes.wm_num_frames} at stride {self.shapes.wm_frame_stride}")
+        if self.gate.learned and dm.label_strategy is None:
+            raise ValueError(f"gate '{type(self.gate).__name__}' learns from phase labels: set data.label_strategy "
+                             f"(one of {', '.join(REGISTRY.names('label_strategy'))})")
+        if self.normalizer is None:
+            self.normalizer = Normalizer(dm.stores[0].stats, dm.normalization)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        n = self.normalizer
+        checkpoint["normalizer"] = {"modes": n.modes, "buffers": {k: v.cpu() for k, v in n.state_dict().items()}}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("normalizer")
+        if saved is not None:
+            stats: dict[str, dict[str, Any]] = {}
+            for key, mode in saved["modes"].items():
+                if mode == "identity":
+                    continue
+                off, scale = saved["buffers"][f"{key}_offset"], saved["buffers"][f"{key}_scale"]
+                # rebuild as mean/std or min/max statistics that give the same offset and scale
+                stats[key] = {"mean": off, "std": scale, "min": off - scale, "max": off + scale}
+            self.normalizer = Normalizer(stats, saved["modes"])
+
+    # -- context ------------------------------------------------------------------------------
+    def _needs(self, training: bool) -> set[str]:
+        """World-model outputs the experts read; in training, real future frames replace predicted ones."""
+        needs: set[str] = set()
+        for expert in self.experts.values():
+            needs |= set(expert.needs) - ({FRAMES} if training and expert.trains_on_real_frames else set())
+        return needs
+
+    def _base_context(self, image: torch.Tensor, state: torch.Tensor, instructions: list[str]) -> ExpertContext:
+        return ExpertContext(image=image, state=state, instructions=list(instructions),
+                             instruction_tokens=self.text(list(instructions)), image_tokens=self.image_encoder(image))
+
+    def _imagine(self, ctx: ExpertContext, needs: set[str]) -> WorldModelOutput | None:
+        if not needs or self.world_model is None:
+            return None
+        return self.world_model.predict(ctx.image, ctx.instructions, decode=FRAMES in needs, features=FEATURES in needs)
+
+    def _train_context(self, batch: dict[str, Any]) -> ExpertContext:
+        ctx = self._base_context(batch["image"][:, -1], batch["state"][:, -1], batch["instruction"])
+        ctx.future_frames = batch["future_image"]
+        ctx.world_model = self._imagine(ctx, self._needs(training=True))
+        return ctx
+
+    # -- training -----------------------------------------------------------------------------
+    def _losses(self, batch: dict[str, Any], ctx: ExpertContext, prefix: str) -> torch.Tensor:
+        weights = {PREDICTIVE: 1.0, REACTIVE: self.hparams.lambda_react}
+        total = torch.zeros((), device=self.device)
+        b = len(ctx.image)
+        for role, expert in self.experts.items():
+            loss, logs = expert.compute_loss(ctx, batch["action"], batch["action_mask"])
+            total = total + weights[role] * loss
+            self.log(f"{prefix}/{role}_loss", loss, batch_size=b, prog_bar=prefix == "train")
+            self.log_dict({f"{prefix}/{role}_{k}": v for k, v in logs.items()}, batch_size=b)
+        if self.gate.learned:
+            gate_loss = self.gate.loss(ctx.image_tokens, batch["phase_label"])
+            total = total + self.hparams.lambda_gate * gate_loss
+            self.log(f"{prefix}/gate_loss", gate_loss, batch_size=b)
+        self.log(f"{prefix}/loss", total, batch_size=b)
+        return total
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._losses(batch, self._train_context(batch), "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        ctx = self._train_context(batch)
+        self._losses(batch, ctx, "val")
+        if self.gate.learned:
+            prob = self.gate.interaction_probability(ctx.image_tokens)
+            label = batch["phase_label"].long()
+            self._val["gate_accuracy"](prob, label)
+            self._val["gate_f1"](prob, label)
+            self.log("val/gate_accuracy", self._val["gate_accuracy"], batch_size=len(prob))
+            self.log("val/gate_f1", self._val["gate_f1"], batch_size=len(prob))
+        if batch_idx >= self.hparams.val_sample_batches:
+            return
+        # Action error of each expert through its inference path (predicted frames for the reactive one).
+        infer = self._base_context(ctx.image, ctx.state, ctx.instructions)
+        infer.world_model = self._imagine(infer, self._needs(training=False))
+        mask = batch["action_mask"]
+        target = batch["action"][mask]
+        chunks = {}
+        for role, expert in self.experts.items():
+            chunks[role] = expert.predict(infer)
+            metric = self._val[f"{role}_action_mse"]
+            metric(chunks[role][mask], target)
+            self.log(f"val/{role}_action_mse", metric, batch_size=len(ctx.image))
+        w = self.gate.weights(infer.image_tokens)[:, None, None]
+        policy = sum(w_r * chunks[r] for r, w_r in ((PREDICTIVE, w), (REACTIVE, 1 - w)) if r in chunks)
+        self._val["policy_action_mse"](policy[mask], target)
+        self.log("val/policy_action_mse", self._val["policy_action_mse"], batch_size=len(ctx.image), prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        params = [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith("world_model.")]
+        opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        warm = max(self.hparams.warmup_steps, 1)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def train(self, mode: bool = True) -> "PolicyModule":
+        super().train(mode)
+        if self.world_model is not None:
+            self.world_model.eval()  # frozen: dropout and norms stay in inference mode
+        return self
+
+    # -- inference (LeRobot-style contract) -------------------------------------------------
+    def reset(self) -> None:
+        """Forget queued actions and the routing record; call at the start of every episode."""
+        self._queue: deque[torch.Tensor] = deque()
+        self._queue_experts: deque[list[str]] = deque()
+        self.routing_log: list[dict[str, Any]] = []
+
+    @torch.no_grad()
+    def predict_action_chunk(self, observation: dict[str, Any]) -> torch.Tensor:
+        """An unnormalised action chunk ``[B, H, A]`` for ``observation`` = {image uint8 [B, 3, H, W],
+        state [B, S] (raw), instruction list[str]}. Records which expert produced each sample's chunk."""
+        if self.normalizer is None:
+            raise RuntimeError("the policy has no normalisation statistics: train it or load a checkpoint")
+        image = observation["image"].to(self.device)
+        state = self.normalizer.normalize("state", observation["state"].to(self.device).float())
+        ctx = self._base_context(image, state, observation["instruction"])
+        w = self.gate.weights(ctx.image_tokens)
+        use = {PREDICTIVE: w > 0, REACTIVE: w < 1}
+        use = {r: m for r, m in use.items() if r in self.experts}
+        b = len(image)
+        # per-sample world-model needs: the union of the needs of the experts it uses
+        need_frames = torch.zeros(b, dtype=torch.bool, device=self.device)
+        need_feats = torch.zeros_like(need_frames)
+        for role, mask in use.items():
+            needs = self.experts[role].needs
+            need_frames |= mask & (FRAMES in needs)
+            need_feats |= mask & (FEATURES in needs)
+        ctx.world_model = self._imagine_subsets(ctx, need_frames, need_feats)
+        chunk = torch.zeros(b, self.shapes.action_horizon, self.shapes.action_dim, device=self.device)
+        for role, mask in use.items():
+            idx = mask.nonzero().squeeze(1)
+            if len(idx):
+                weight = w[idx] if role == PREDICTIVE else 1 - w[idx]
+                chunk[idx] += weight[:, None, None] * self.experts[role].predict(ctx.select(idx))
+        experts = [self._expert_name(float(x)) for x in w]
+        self.routing_log.append({"weight": w.cpu(), "expert": experts})
+        self._last_experts = experts
+        return self.normalizer.unnormalize("action", chunk)
+
+    def _imagine_subsets(self, ctx: ExpertContext, need_frames: torch.Tensor, need_feats: torch.Tensor
+                         ) -> WorldModelOutput | None:
+        if self.world_model is None or not (need_frames | need_feats).any():
+            return None
+        wm, b = self.world_model, len(ctx.image)
+        out = WorldModelOutput()
+        for decode, mask in ((True, need_frames), (False, need_feats & ~need_frames)):
+            idx = mask.nonzero().squeeze(1)
+            if not len(idx):
+                continue
+            part = wm.predict(ctx.image[idx], [ctx.instructions[i] for i in idx.tolist()], decode=decode,
+                              features=bool(need_feats[idx].any()))
+            for field in ("frames", "features", "latents"):
+                value = getattr(part, field)
+                if value is None:
+                    continue
+                if getattr(out, field) is None:
+                    setattr(out, field, value.new_zeros((b, *value.shape[1:])))
+                getattr(out, field)[idx] = value
+        return out
+
+    @staticmethod
+    def _expert_name(weight: float) -> str:
+        return PREDICTIVE if weight >= 1.0 else REACTIVE if weight <= 0.0 else "average"
+
+    @torch.no_grad()
+    def select_action(self, observation: dict[str, Any]) -> torch.Tensor:
+        """One action ``[B, A]``; a new chunk is predicted when the queue of ``n_action_steps`` runs out."""
+        if not self._queue:
+            chunk = self.predict_action_chunk(observation)
+            for t in range(min(self.hparams.n_action_steps, chunk.shape[1])):
+                self._queue.append(chunk[:, t])
+                self._queue_experts.append(self._last_experts)
+        self.last_experts = self._queue_experts.popleft()
+        return self._queue.popleft()
+
