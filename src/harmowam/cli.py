@@ -81,6 +81,20 @@ def _cmd_data_info(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pipeline(ns: argparse.Namespace) -> int:
+    from harmowam.pipeline import run_pipeline
+
+    run_pipeline(ns.workdir, ns.preset)
+    return 0
+
+
+def _cmd_sweep(ns: argparse.Namespace) -> int:
+    from harmowam.sweep import run_sweep
+
+    print(f"wrote {run_sweep(ns.sweep)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from harmowam.sim.generate import PRESETS
 
@@ -107,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=2)
     g.add_argument("--overwrite", action="store_true")
     g.set_defaults(func=_cmd_data_generate)
+
+    pl = sub.add_parser("pipeline", help="the main job end to end: generate data, train, report")
+    pl.add_argument("--preset", default="default", help="'default' (the shipped configs) or 'smoke' (minutes)")
+    pl.add_argument("--workdir", default=".", help="where data/, runs/ and report.json go")
+    pl.set_defaults(func=_cmd_pipeline)
+
+    sw = sub.add_parser("sweep", help="run a grid of configs and overrides; write a table of final metrics")
+    sw.add_argument("sweep", help="a sweep file, e.g. experiments/sweeps/paradigms.yaml")
+    sw.set_defaults(func=_cmd_sweep)
 
     i = data.add_parser("info", help="validate a dataset folder and summarise it")
     i.add_argument("path")

@@ -53,6 +53,7 @@ class PolicyModule(L.LightningModule):
         action_dim: int = 4,
         state_dim: int = 4,
         action_horizon: int = 12,
+        image_size: int | None = None,
         lambda_react: float = 0.1,
         lambda_gate: float = 0.05,
         lr: float = 3e-4,
@@ -72,7 +73,9 @@ class PolicyModule(L.LightningModule):
             self.world_model.requires_grad_(False).eval()
         wm = self.world_model
         self.text = REGISTRY.get("instruction_encoder", _spec(instruction_encoder)[0]).constructor(**_spec(instruction_encoder)[1])
-        image_size = wm.image_size if wm is not None else 64
+        if wm is not None and image_size is not None and image_size != wm.image_size:
+            raise ValueError(f"image_size={image_size} but the world model works at {wm.image_size}")
+        image_size = wm.image_size if wm is not None else (image_size or 64)
         self.image_encoder = ImageTokenEncoder(image_size=image_size, **(image_encoder or {}))
         self.shapes = PolicyShapes(
             action_dim=action_dim, action_horizon=action_horizon, state_dim=state_dim, image_size=image_size,

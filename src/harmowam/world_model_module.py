@@ -38,7 +38,7 @@ class WorldModelModule(L.LightningModule):
         kl_weight: float = 1e-6,
         vae_batch_frames: int = 32,
         num_val_clips: int = 4,
-        export_dir: str | None = "world_model",
+        export_dir: str | None = "checkpoints/world_model",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -156,10 +156,14 @@ class WorldModelModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_fit_end(self) -> None:
-        """Write the trained world model as a diffusers-style folder next to the logs."""
-        if self.hparams.export_dir and self.trainer.is_global_zero:
-            root = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-            self.world_model.save_pretrained(root / self.hparams.export_dir)
+        """Export the trained world model (``save_pretrained``) where stage 2 reads it, and into the run folder."""
+        if not self.trainer.is_global_zero:
+            return
+        targets = [Path(self.trainer.log_dir or self.trainer.default_root_dir) / "world_model"]
+        if self.hparams.export_dir:
+            targets.append(Path(self.hparams.export_dir))
+        for target in targets:
+            self.world_model.save_pretrained(target)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._latents = None  # rebuilt from the (restored) frozen VAE on first use

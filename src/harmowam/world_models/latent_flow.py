@@ -29,7 +29,7 @@ from harmowam.world_models.base import WorldModel, WorldModelOutput, to_unit_ran
 DEFAULT_VAE: dict[str, Any] = {
     "in_channels": 3,
     "out_channels": 3,
-    "block_out_channels": [16, 32, 64],
+    "block_out_channels": [8, 32, 64],
     "layers_per_block": 1,
     "latent_channels": 4,
     "norm_num_groups": 8,

@@ -1,0 +1,86 @@
+"""The commands as a user runs them."""
+
+import json
+import shutil
+
+import numpy as np
+import yaml
+
+from conftest import REPO, run_cli
+
+
+def test_harmowam_plugins_lists_builtins_and_the_example_plugin(tmp_path):
+    res = run_cli(["harmowam", "plugins"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert any(l.split()[:3] == ["expert", "mlp", "harmowam-mlp-expert"] for l in lines)
+    assert any(l.split()[:3] == ["gate", "process_adaptive", "harmowam"] for l in lines)
+    assert any(l.split()[:3] == ["world_model", "latent_flow", "harmowam"] for l in lines)
+
+
+def test_data_generate_writes_a_dataset_with_metadata(tmp_path):
+    res = run_cli(["harmowam", "data", "generate", "--out", "ds", "--tasks", "button-press-topdown", "--episodes", "2",
+                   "--image-size", "32", "--workers", "1", "--background", "train", "--seed", "7"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    meta = json.loads((tmp_path / "ds" / "meta.json").read_text())
+    gen = meta["generation"]
+    assert gen["seed"] == 7 and gen["image_size"] == 32 and gen["variation"]["background"] == "train"
+    assert gen["versions"]["metaworld"] and len(meta["episodes"]) == 2
+    assert all(e["instruction"] == "press the button from the top" for e in meta["episodes"])
+    info = run_cli(["harmowam", "data", "info", "ds"], cwd=tmp_path)
+    assert info.returncode == 0 and "button-press-topdown" in info.stdout
+    # refuses to overwrite without --overwrite, and the dataset stays readable
+    again = run_cli(["harmowam", "data", "generate", "--out", "ds", "--tasks", "push", "--episodes", "1"], cwd=tmp_path)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert json.loads((tmp_path / "ds" / "meta.json").read_text()) == meta
+
+
+def test_bad_input_gives_one_clear_line(tmp_path, tiny_data):
+    res = run_cli(["harmowam", "data", "generate", "--out", "x", "--tasks", "fly"], cwd=tmp_path)
+    assert res.returncode == 2 and "unknown task 'fly'" in res.stderr and "push" in res.stderr
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tiny_data, corrupt)
+    with open(corrupt / "image.bin", "r+b") as f:
+        f.truncate(1000)
+    res = run_cli(["harmowam", "data", "info", "corrupt"], cwd=tmp_path)
+    assert res.returncode == 2 and "image.bin" in res.stderr and "shape mismatch" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_lightning_fit_world_model_tiny_config(tiny_world_model_run):
+    run = tiny_world_model_run
+    assert (run / "config.yaml").is_file() and list((run / "checkpoints").glob("*.ckpt"))
+    assert (run / "world_model" / "world_model.json").is_file()
+    from harmowam.pipeline import final_metrics
+
+    metrics = final_metrics(run)
+    assert {"val/pred_mse", "val/copy_baseline_mse", "val/vae_floor_mse", "train/flow_loss"} <= set(metrics)
+
+
+def test_world_model_config_rejects_mismatched_data(tiny_world_model_run):
+    work = tiny_world_model_run.parents[2]
+    res = run_cli(["lightning", "fit", "-c", str(REPO / "tests" / "configs" / "tiny_world_model.yaml"),
+                   "--data.init_args.future_stride=3", "--trainer.max_steps=1"], cwd=work)
+    assert res.returncode != 0 and "stride 3" in res.stderr
+
+
+def test_sweep_runs_a_grid_skips_finished_runs_and_survives_a_failure(tiny_world_model_run):
+    work = tiny_world_model_run.parents[2]
+    sweep = {
+        "name": "small",
+        "overrides": ["--trainer.max_steps=2", "--trainer.val_check_interval=2"],
+        "grid": {"config": [str(REPO / "tests" / "configs" / "tiny_policy.yaml")],
+                 "variants": {"ok": [], "broken": ["--model.init_args.gate=no_such_gate"]}},
+        "metrics": ["val/policy_action_mse", "val/gate_accuracy"],
+    }
+    (work / "small.yaml").write_text(yaml.safe_dump(sweep))
+    res = run_cli(["harmowam", "sweep", "small.yaml"], cwd=work)
+    assert res.returncode == 0, res.stderr[-2000:]
+    table = (work / "runs" / "sweeps" / "small" / "results.md").read_text()
+    assert "tiny_policy-ok | " in table and "| done |" in table and "failed (exit" in table
+    csv = (work / "runs" / "sweeps" / "small" / "results.csv").read_text().splitlines()
+    ok = next(l for l in csv if l.startswith("tiny_policy-ok"))
+    assert np.isfinite(float(ok.split(",")[-2]))  # a real metric value
+    again = run_cli(["harmowam", "sweep", "small.yaml"], cwd=work)
+    assert "done (skipped)" in (work / "runs" / "sweeps" / "small" / "results.md").read_text()
+    assert "[1/2]" not in again.stdout  # the finished run did not start again

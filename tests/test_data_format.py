@@ -1,0 +1,86 @@
+import json
+
+import numpy as np
+import pytest
+
+from conftest import write_synthetic
+from harmowam.data import DatasetError, EpisodeDataModule, EpisodeStore
+from harmowam.data.format import EpisodeWriter
+
+
+def test_round_trip_and_statistics(tmp_path):
+    path = write_synthetic(tmp_path / "ds", [20, 25, 30])
+    store = EpisodeStore(path)
+    assert len(store) == 3 and store.num_frames == 75 and store.image_size == (16, 16)
+    assert [e.length for e in store.episodes] == [20, 25, 30]
+    ep = store.episode(1)
+    assert ep["image"].dtype == np.uint8 and ep["image"].shape == (25, 16, 16, 3)
+    actions = np.concatenate([store.episode(i)["action"] for i in range(3)])
+    np.testing.assert_allclose(store.stats["action"]["mean"], actions.mean(0), atol=1e-5)
+    np.testing.assert_allclose(store.stats["action"]["max"], actions.max(0), atol=1e-6)
+    assert store.meta["generation"] == {"synthetic": True}
+
+
+def test_writer_refuses_to_overwrite_an_existing_dataset(tmp_path):
+    path = write_synthetic(tmp_path / "ds", [20])
+    before = (path / "meta.json").read_text()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        EpisodeWriter(path, 16)
+    assert (path / "meta.json").read_text() == before
+    EpisodeStore(path)  # still intact
+
+
+def _edit_meta(path, fn):
+    meta = json.loads((path / "meta.json").read_text())
+    fn(meta)
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
+def test_missing_key_names_the_file_and_key(tmp_path):
+    path = write_synthetic(tmp_path / "ds", [20])
+    _edit_meta(path, lambda m: m["keys"].pop("action"))
+    with pytest.raises(DatasetError, match=r"meta\.json: missing key 'action'"):
+        EpisodeStore(path)
+
+
+def test_missing_file(tmp_path):
+    path = write_synthetic(tmp_path / "ds", [20])
+    (path / "state.bin").unlink()
+    with pytest.raises(DatasetError, match=r"state\.bin: missing file for key 'state'"):
+        EpisodeStore(path)
+
+
+def test_shape_mismatch_names_the_file(tmp_path):
+    path = write_synthetic(tmp_path / "ds", [20, 20])
+    data = (path / "action.bin").read_bytes()
+    (path / "action.bin").write_bytes(data[:-16])  # one frame short
+    with pytest.raises(DatasetError, match=r"action\.bin: .*shape mismatch"):
+        EpisodeStore(path)
+
+
+def test_nan_names_file_and_episode(tmp_path):
+    path = write_synthetic(tmp_path / "ds", [20, 20, 20])
+    arr = np.memmap(path / "state.bin", dtype=np.float32, mode="r+", shape=(60, 4))
+    arr[45, 2] = np.inf
+    arr.flush()
+    del arr
+    with pytest.raises(DatasetError, match=r"state\.bin: NaN or inf in 'state' at frame 45 \(episode 2.*step 5\)"):
+        EpisodeStore(path)
+
+
+def test_empty_dataset(tmp_path):
+    path = EpisodeWriter(tmp_path / "empty", 16).close()
+    with pytest.raises(DatasetError, match=r"meta\.json: the dataset is empty"):
+        EpisodeStore(path)
+
+
+def test_not_a_dataset(tmp_path):
+    with pytest.raises(DatasetError, match="harmowam data generate"):
+        EpisodeStore(tmp_path)
+
+
+def test_episode_shorter_than_window_names_file_and_episode(tmp_path):
+    path = write_synthetic(tmp_path / "ds", [30, 10, 30])
+    dm = EpisodeDataModule(str(path), num_future_frames=4, future_stride=4, action_horizon=12, val_fraction=0.0)
+    with pytest.raises(DatasetError, match=r"meta\.json: episode 1 .*10 steps, shorter than the window \(17 steps"):
+        dm.setup("fit")
