@@ -85,3 +85,7 @@ def test_runtime_plugin_registers_a_gate():
 def test_component_spec_errors():
     with pytest.raises(ValueError, match="'name' key"):
         build_component("gate", {"threshold": 0.5})
+    from harmowam.experts import PolicyShapes
+
+    gate = build_component("gate", {"name": "process_adaptive", "threshold": 0.7}, shapes=PolicyShapes())
+    assert gate.threshold == 0.7

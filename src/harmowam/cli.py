@@ -95,6 +95,22 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_labels(ns: argparse.Namespace) -> int:
+    from harmowam.data.format import EpisodeStore
+    from harmowam.labels.strategies import interaction_fractions
+    from harmowam.registry import get_label_strategy, list_label_strategies
+
+    store = EpisodeStore(ns.path)
+    names = ns.strategies.split(",") if ns.strategies else list_label_strategies()
+    table = {name: interaction_fractions(store, get_label_strategy(name)) for name in names}
+    tasks = store.tasks
+    print("| task | " + " | ".join(names) + " |")
+    print("|" + " --- |" * (len(names) + 1))
+    for task in tasks:
+        print(f"| {task} | " + " | ".join(f"{table[n][task]:.2f}" for n in names) + " |")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from harmowam.sim.generate import PRESETS
 
@@ -130,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="run a grid of configs and overrides; write a table of final metrics")
     sw.add_argument("sweep", help="a sweep file, e.g. experiments/sweeps/paradigms.yaml")
     sw.set_defaults(func=_cmd_sweep)
+
+    lab = data.add_parser("labels", help="fraction of interaction frames per task for each label strategy")
+    lab.add_argument("path")
+    lab.add_argument("--strategies", default=None, help="comma-separated names (default: all registered)")
+    lab.set_defaults(func=_cmd_data_labels)
 
     i = data.add_parser("info", help="validate a dataset folder and summarise it")
     i.add_argument("path")

@@ -27,19 +27,11 @@ from harmowam.data.normalization import Normalizer
 from harmowam.experts.base import FEATURES, FRAMES, ExpertContext, PolicyShapes
 from harmowam.experts.image_encoder import ImageTokenEncoder
 from harmowam.gates.base import PREDICTIVE, REACTIVE
-from harmowam.registry import REGISTRY
+from harmowam.registry import REGISTRY, build_component, component_name
 from harmowam.world_models.base import WorldModelOutput
 from harmowam.world_models.loading import load_world_model
 
 ROLES = (PREDICTIVE, REACTIVE)
-
-
-def _spec(spec: dict[str, Any] | str) -> tuple[str, dict[str, Any]]:
-    if isinstance(spec, str):
-        return spec, {}
-    if "name" not in spec:
-        raise ValueError(f"a component spec needs a 'name' key, got {spec!r}")
-    return spec["name"], {k: v for k, v in spec.items() if k != "name"}
 
 
 class PolicyModule(L.LightningModule):
@@ -72,7 +64,7 @@ class PolicyModule(L.LightningModule):
         if self.world_model is not None:
             self.world_model.requires_grad_(False).eval()
         wm = self.world_model
-        self.text = REGISTRY.get("instruction_encoder", _spec(instruction_encoder)[0]).constructor(**_spec(instruction_encoder)[1])
+        self.text = build_component("instruction_encoder", instruction_encoder)
         if wm is not None and image_size is not None and image_size != wm.image_size:
             raise ValueError(f"image_size={image_size} but the world model works at {wm.image_size}")
         image_size = wm.image_size if wm is not None else (image_size or 64)
@@ -85,13 +77,11 @@ class PolicyModule(L.LightningModule):
         )
         self.experts = nn.ModuleDict()
         for role, spec in experts.items():
-            name, kwargs = _spec(spec)
-            self.experts[role] = REGISTRY.get("expert", name).constructor(shapes=self.shapes, **kwargs)
-        gate_name, gate_kwargs = _spec(gate)
-        self.gate = REGISTRY.get("gate", gate_name).constructor(shapes=self.shapes, **gate_kwargs)
+            self.experts[role] = build_component("expert", spec, shapes=self.shapes)
+        self.gate = build_component("gate", gate, shapes=self.shapes)
         missing = [r for r in self.gate.roles if r not in self.experts]
         if missing:
-            raise ValueError(f"gate '{gate_name}' routes to {missing}, but the config gives experts only for "
+            raise ValueError(f"gate '{component_name(gate)}' routes to {missing}, but the config gives experts only for "
                              f"{sorted(self.experts)}")
         if wm is None and any(e.needs for e in self.experts.values()):
             raise ValueError("an expert needs the world model's outputs: set 'world_model' to a stage-1 checkpoint")

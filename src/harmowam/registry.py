@@ -197,11 +197,16 @@ def create_instruction_encoder(name: str, **kwargs: Any) -> Any:
     return _create("instruction_encoder", name, **kwargs)
 
 
-def build_component(kind: str, spec: dict[str, Any] | str) -> Any:
-    """Build a component from a config entry: ``"name"`` or ``{"name": ..., **kwargs}``."""
+def component_name(spec: dict[str, Any] | str) -> str:
+    """The registered name in a config entry: ``"name"`` or ``{"name": ..., **kwargs}``."""
     if isinstance(spec, str):
-        return _create(kind, spec)
+        return spec
     if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError(f"a {KINDS[kind][1][:-1]} spec must be a name or a mapping with a 'name' key, got {spec!r}")
-    kwargs = {k: v for k, v in spec.items() if k != "name"}
-    return _create(kind, spec["name"], **kwargs)
+        raise ValueError(f"a component spec must be a name or a mapping with a 'name' key, got {spec!r}")
+    return spec["name"]
+
+
+def build_component(kind: str, spec: dict[str, Any] | str, **extra: Any) -> Any:
+    """Build a component from a config entry; ``extra`` adds constructor arguments the caller owns (shapes)."""
+    kwargs = {} if isinstance(spec, str) else {k: v for k, v in spec.items() if k != "name"}
+    return _create(kind, component_name(spec), **kwargs, **extra)

@@ -7,8 +7,8 @@ learns by conditional flow matching on cached latents. ``vae_steps=0`` with a
 ``pretrained`` world model skips stage 0.
 
 Validation after the switch samples futures and logs the pixel MSE of the predicted
-frames, the copy-the-last-frame baseline and the VAE's reconstruction floor on the
-same frames, and an image of real beside predicted clips.
+frames (``val/pred_mse``), the copy-the-last-frame baseline and the VAE's reconstruction
+floor on the same frames, and an image of real beside predicted clips.
 """
 
 from __future__ import annotations
@@ -117,14 +117,14 @@ class WorldModelModule(L.LightningModule):
         if self.in_vae_phase:
             return
         gen = torch.Generator(device=self.device).manual_seed(batch_idx)
-        out = wm.predict(current, list(batch["instruction"]), decode=True, features=False, generator=gen)
+        frames = wm.predict(current, list(batch["instruction"]), decode=True, features=False, generator=gen).frames
         copy = to_unit_range(current)[:, None].expand_as(real)
-        pred_mse, copy_mse = masked_mse(out.frames), masked_mse(copy)
+        pred_mse, copy_mse = masked_mse(frames), masked_mse(copy)
         self.log("val/pred_mse", pred_mse, prog_bar=True, batch_size=b)
         self.log("val/copy_baseline_mse", copy_mse, batch_size=b)
         self.log("val/pred_over_copy", pred_mse / copy_mse.clamp_min(1e-8), batch_size=b)
         if batch_idx == 0:
-            self._log_clips(current, real, out.frames)
+            self._log_clips(current, real, frames)
 
     def _log_clips(self, current: torch.Tensor, real: torch.Tensor, pred: torch.Tensor) -> None:
         logger = self.logger

@@ -42,11 +42,13 @@ def ee_height(episode: dict[str, np.ndarray], task: str | None = None, window: i
     return _dilate(episode["state"][:, 2] < height, window)
 
 
-def proximity(episode: dict[str, np.ndarray], task: str | None = None, radius: float = 0.06,
-              window: int = 2) -> np.ndarray:
+def proximity(episode: dict[str, np.ndarray], task: str | None = None, radius: float = 0.08,
+              window: int = 1) -> np.ndarray:
     """Frames where the hand is within ``radius`` metres of the first object (dilated by ``window``).
 
-    Needs no gripper event, so it labels pushing, pressing and pulling tasks too.
+    Needs no gripper event, so it labels pushing, pressing and pulling tasks too. The
+    default radius reaches every task's contact: the closest the hand's reference point
+    comes to the tracked point is 0.02 m (drawer handle) to 0.073 m (plate centre).
     """
     env = episode["env_state"]
     near = np.linalg.norm(env[:, 0:3] - env[:, 4:7], axis=1) < radius
