@@ -50,6 +50,12 @@ def test_split_is_by_episode(tmp_path):
     assert len(val_eps) == 3 and len(train_eps) == 7 and not train_eps & val_eps
     batch = next(iter(dm.train_dataloader()))
     assert batch["action"].shape == (32, 4, 4) and batch["future_image"].shape == (32, 2, 3, 16, 16)
+    # validation: a fixed shuffle, so a prefix of batches spans episodes and is the same every time
+    first = next(iter(dm.val_dataloader()))["frame_index"]
+    assert torch.equal(first, next(iter(dm.val_dataloader()))["frame_index"])
+    starts = [e.start for e in dm.stores[0].episodes]
+    episodes = {int(np.searchsorted(starts, f, side="right")) - 1 for f in first.tolist()}
+    assert len(episodes) == 3  # 32 of the 60 validation windows span all three validation episodes
 
 
 def test_normalizer_round_trip_and_ranges(store):

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from harmowam.data.format import EpisodeStore
 from harmowam.data.normalization import Normalizer
@@ -87,7 +87,10 @@ class EpisodeDataModule(L.LightningDataModule):
         return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        """Validation windows in a fixed shuffled order: any ``limit_val_batches`` prefix covers every task,
+        and is the same subset at every validation."""
+        order = torch.randperm(len(self.val_set), generator=torch.Generator().manual_seed(self.seed))
+        return self._loader(Subset(self.val_set, order.tolist()), shuffle=False)
 
     # -- for modules that cache per-frame work (the world model's latents) -----------------
     @property
