@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import yaml
 
 from conftest import REPO, run_cli
@@ -73,7 +74,7 @@ def test_sweep_runs_a_grid_skips_finished_runs_and_survives_a_failure(tiny_world
                  "variants": {"ok": [], "broken": ["--model.init_args.gate=no_such_gate"]}},
         "metrics": ["val/policy_action_mse", "val/gate_accuracy"],
     }
-    (work / "small.yaml").write_text(yaml.safe_dump(sweep))
+    (work / "small.yaml").write_text(yaml.safe_dump(sweep, sort_keys=False))
     res = run_cli(["harmowam", "sweep", "small.yaml"], cwd=work)
     assert res.returncode == 0, res.stderr[-2000:]
     table = (work / "runs" / "sweeps" / "small" / "results.md").read_text()
@@ -83,4 +84,14 @@ def test_sweep_runs_a_grid_skips_finished_runs_and_survives_a_failure(tiny_world
     assert np.isfinite(float(ok.split(",")[-2]))  # a real metric value
     again = run_cli(["harmowam", "sweep", "small.yaml"], cwd=work)
     assert "done (skipped)" in (work / "runs" / "sweeps" / "small" / "results.md").read_text()
-    assert "[1/2]" not in again.stdout  # the finished run did not start again
+    assert "tiny_policy-ok:" not in again.stdout  # the finished run did not start again
+    assert "tiny_policy-broken:" in again.stdout  # the failed one is tried again
+
+
+@pytest.mark.slow
+def test_pipeline_smoke_preset_runs_to_its_end(tmp_path):
+    """README's main command on a few episodes and steps (minutes: run with -m slow)."""
+    res = run_cli(["harmowam", "pipeline", "--preset", "smoke"], cwd=tmp_path, timeout=1800)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert "val/pred_mse" in report["world_model"] and "val/gate_accuracy" in report["policy"]

@@ -1,5 +1,9 @@
 """The main job end to end on built-in defaults: generate data, train each stage, report.
 
+Steps: the two data regimes (``demos``, ``wm_video``), stages 0-1
+(``experiments/world_model.yaml``), stage 2 (``experiments/harmowam.yaml``), and
+``report.json`` with every stage's final validation metrics.
+
 Every step skips work that is already done (a dataset folder with ``meta.json``, a
 run folder with an exported model), so a rerun after an interruption resumes.
 Stages run as ``lightning fit`` subprocesses of the shipped configs, exactly as a
@@ -22,9 +26,12 @@ WORLD_MODEL_EXPORT = Path("checkpoints/world_model")  # where world_model.yaml e
 
 #: pipeline presets: data size per regime and extra `lightning` overrides per stage
 PIPELINES: dict[str, dict[str, Any]] = {
-    "default": {"episodes": None, "world_model_overrides": []},
-    "smoke": {"episodes": 3, "world_model_overrides": ["--trainer.max_steps=30", "--model.init_args.vae_steps=15",
-                                                        "--trainer.val_check_interval=30", "--trainer.limit_val_batches=2"]},
+    "default": {"episodes": None, "world_model_overrides": [], "policy_overrides": []},
+    "smoke": {"episodes": 3,
+              "world_model_overrides": ["--trainer.max_steps=30", "--model.init_args.vae_steps=15",
+                                        "--trainer.val_check_interval=30", "--trainer.limit_val_batches=2"],
+              "policy_overrides": ["--trainer.max_steps=10", "--trainer.val_check_interval=10",
+                                   "--trainer.limit_val_batches=2"]},
 }
 
 
@@ -70,8 +77,17 @@ def run_pipeline(workdir: str | Path = ".", preset: str = "default") -> dict[str
     else:
         print(f"[world model] {workdir / WORLD_MODEL_EXPORT} exists, skipping")
     assert run is not None
-    metrics = final_metrics(run)
-    report = {"world_model_run": str(run), "world_model": {k: metrics[k] for k in sorted(metrics) if k.startswith("val/")}}
+    policy_run = latest_run(workdir, "harmowam")
+    if policy_run is None or not (policy_run / "checkpoints" / "last.ckpt").is_file():
+        _lightning(EXPERIMENTS / "harmowam.yaml", workdir, spec["policy_overrides"])
+        policy_run = latest_run(workdir, "harmowam")
+    else:
+        print(f"[policy] {policy_run} is trained, skipping")
+    assert policy_run is not None
+    report = {"world_model_run": str(run), "policy_run": str(policy_run)}
+    for key, r in (("world_model", run), ("policy", policy_run)):
+        metrics = final_metrics(r)
+        report[key] = {k: round(metrics[k], 5) for k in sorted(metrics) if k.startswith("val/")}
     (workdir / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
     return report

@@ -2,6 +2,9 @@
 
     L = L_pred + lambda_react * L_react + lambda_gate * L_gate
 
+``world_model`` is a stage-1 checkpoint or ``save_pretrained`` folder; a saved policy
+checkpoint carries the world model's weights and architecture, so it loads anywhere.
+
 A paradigm is a choice of components: Joint Modeling is ``experts: {predictive}``
 with ``gate: always_predictive``; Imagine-then-Execute is ``experts: {reactive}``
 with ``gate: always_reactive``; HarmoWAM is both experts with ``process_adaptive``.
@@ -37,7 +40,7 @@ ROLES = (PREDICTIVE, REACTIVE)
 class PolicyModule(L.LightningModule):
     def __init__(
         self,
-        world_model: str | None,
+        world_model: str | dict[str, Any] | None = None,
         experts: dict[str, dict[str, Any] | str] | None = None,
         gate: dict[str, Any] | str = "process_adaptive",
         image_encoder: dict[str, Any] | None = None,
@@ -60,7 +63,10 @@ class PolicyModule(L.LightningModule):
         unknown_roles = set(experts) - set(ROLES)
         if unknown_roles:
             raise ValueError(f"expert roles {sorted(unknown_roles)} unknown; roles are {', '.join(ROLES)}")
-        self.world_model = load_world_model(world_model) if world_model else None
+        if isinstance(world_model, dict):  # an architecture spec: weights come from this module's checkpoint
+            self.world_model = build_component("world_model", world_model)
+        else:
+            self.world_model = load_world_model(world_model) if world_model else None
         if self.world_model is not None:
             self.world_model.requires_grad_(False).eval()
         wm = self.world_model
@@ -113,6 +119,9 @@ class PolicyModule(L.LightningModule):
             self.normalizer = Normalizer(dm.stores[0].stats, dm.normalization)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Self-contained: reloading rebuilds the world model from its spec, not from the stage-1 path.
+        if self.world_model is not None:
+            checkpoint["hyper_parameters"]["world_model"] = self.world_model.get_config()
         n = self.normalizer
         checkpoint["normalizer"] = {"modes": n.modes, "buffers": {k: v.cpu() for k, v in n.state_dict().items()}}
 

@@ -8,6 +8,7 @@ tasks; failed seeds are replaced by the next ones until enough episodes succeed.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import os
 import platform
@@ -52,6 +53,14 @@ class GenerationConfig:
 
 
 _ENVS: dict[tuple, Any] = {}
+
+
+@atexit.register
+def _close_envs() -> None:
+    """Close cached environments before the interpreter tears EGL down (else it prints errors)."""
+    for env, _, _ in _ENVS.values():
+        env.close()
+    _ENVS.clear()
 
 
 def run_episode(task: str, seed: int, image_size: int, camera: str, max_steps: int,

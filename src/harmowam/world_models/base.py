@@ -42,6 +42,10 @@ class WorldModel(nn.Module, ABC):
         """Imagine the future from ``image`` (uint8 ``[B, 3, H, W]``); ``decode=False`` skips the frame decoder."""
 
     @abstractmethod
+    def get_config(self) -> dict:
+        """A registry spec (``{"name": ..., **kwargs}``) that rebuilds this architecture without weights."""
+
+    @abstractmethod
     def save_pretrained(self, path: str | Path) -> None: ...
 
     @classmethod

@@ -215,6 +215,16 @@ class LatentVideoWorldModel(WorldModel):
         frames = self.decode(latents.transpose(1, 2)) if decode else None  # [B, K, 3, H, W]
         return WorldModelOutput(frames=frames, features=feats, latents=latents)
 
+    def get_config(self) -> dict[str, Any]:
+        """A registry spec that rebuilds this architecture (weights not included)."""
+        def plain(config: Any) -> dict[str, Any]:
+            return {k: v for k, v in dict(config).items() if not k.startswith("_")}
+
+        encoder = self._init_args["instruction_encoder"]
+        name = encoder if isinstance(encoder, str) else encoder["name"]
+        return {"name": "latent_flow", **self._init_args, "instruction_encoder": {"name": name, **self.text.get_config()},
+                "vae": plain(self.vae.config), "transformer": plain(self.transformer.config)}
+
     # -- persistence -------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:
         """Diffusers folders ``vae/`` and ``transformer/``, plus the encoder and latent statistics."""
@@ -225,10 +235,7 @@ class LatentVideoWorldModel(WorldModel):
         extras = {k: v.contiguous() for k, v in self.state_dict().items()
                   if not k.startswith(("vae.", "transformer."))}
         save_file(extras, path / EXTRAS_FILE)
-        config = dict(self._init_args)
-        encoder = config["instruction_encoder"]
-        name = encoder if isinstance(encoder, str) else encoder["name"]
-        config["instruction_encoder"] = {"name": name, **self.text.get_config()}
+        config = {k: v for k, v in self.get_config().items() if k not in ("name", "vae", "transformer")}
         (path / CONFIG_FILE).write_text(json.dumps({"class": "latent_flow", **config}, indent=1))
 
     @classmethod
