@@ -104,3 +104,18 @@ def test_unknown_instruction_names_the_vocabulary():
 def test_from_pretrained_of_a_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="world_model.json"):
         LatentVideoWorldModel.from_pretrained(tmp_path)
+
+
+def test_residual_decoding_keeps_a_static_scene_exact():
+    from harmowam.world_models.base import to_unit_range
+
+    wm = tiny_model().eval()
+    image = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        cond = wm.encode(image).unsqueeze(2)
+        static = cond.repeat(1, 1, 2, 1, 1)  # "the future looks like now"
+        frames = wm.decode_future(static, cond, image)
+        expected = to_unit_range(image)[:, None].expand_as(frames)
+        torch.testing.assert_close(frames, expected, atol=1e-5, rtol=0)
+        wm.residual_decode = False  # direct decoding pays the VAE's reconstruction error
+        assert (wm.decode_future(static, cond, image) - expected).abs().mean() > 1e-3
