@@ -95,3 +95,14 @@ def test_pipeline_smoke_preset_runs_to_its_end(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert "val/pred_mse" in report["world_model"] and "val/gate_accuracy" in report["policy"]
+
+
+def test_lightning_test_and_predict_on_a_trained_checkpoint(tiny_world_model_run):
+    work = tiny_world_model_run.parents[2]
+    ckpt = str(next((tiny_world_model_run / "checkpoints").glob("*.ckpt")))
+    config = str(REPO / "tests" / "configs" / "tiny_world_model.yaml")
+    res = run_cli(["lightning", "test", "-c", config, f"--ckpt_path={ckpt}", "--trainer.logger=false"], cwd=work)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "test/pred_mse" in res.stdout and "test/copy_baseline_mse" in res.stdout
+    res = run_cli(["lightning", "predict", "-c", config, f"--ckpt_path={ckpt}", "--trainer.logger=false"], cwd=work)
+    assert res.returncode == 0, res.stderr[-2000:]

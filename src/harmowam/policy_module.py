@@ -181,15 +181,16 @@ class PolicyModule(L.LightningModule):
         return self._losses(batch, self._train_context(batch), "train")
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        stage = "test" if self.trainer.testing else "val"
         ctx = self._train_context(batch)
-        self._losses(batch, ctx, "val")
+        self._losses(batch, ctx, stage)
         if self.gate.learned:
             prob = self.gate.interaction_probability(ctx.image_tokens)
             label = batch["phase_label"].long()
             self._val["gate_accuracy"](prob, label)
             self._val["gate_f1"](prob, label)
-            self.log("val/gate_accuracy", self._val["gate_accuracy"], batch_size=len(prob))
-            self.log("val/gate_f1", self._val["gate_f1"], batch_size=len(prob))
+            self.log(f"{stage}/gate_accuracy", self._val["gate_accuracy"], batch_size=len(prob))
+            self.log(f"{stage}/gate_f1", self._val["gate_f1"], batch_size=len(prob))
         if batch_idx >= self.hparams.val_sample_batches:
             return
         # Action error of each expert through its inference path (predicted frames for the reactive one).
@@ -202,11 +203,21 @@ class PolicyModule(L.LightningModule):
             chunks[role] = expert.predict(infer)
             metric = self._val[f"{role}_action_mse"]
             metric(chunks[role][mask], target)
-            self.log(f"val/{role}_action_mse", metric, batch_size=len(ctx.image))
+            self.log(f"{stage}/{role}_action_mse", metric, batch_size=len(ctx.image))
         w = self.gate.weights(infer.image_tokens)[:, None, None]
         policy = sum(w_r * chunks[r] for r, w_r in ((PREDICTIVE, w), (REACTIVE, 1 - w)) if r in chunks)
         self._val["policy_action_mse"](policy[mask], target)
-        self.log("val/policy_action_mse", self._val["policy_action_mse"], batch_size=len(ctx.image), prog_bar=True)
+        self.log(f"{stage}/policy_action_mse", self._val["policy_action_mse"], batch_size=len(ctx.image), prog_bar=True)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Unnormalised action chunks for the batch's current observations, with the expert of each."""
+        raw_state = self.normalizer.unnormalize("state", batch["state"][:, -1])
+        chunk = self.predict_action_chunk({"image": batch["image"][:, -1], "state": raw_state,
+                                           "instruction": list(batch["instruction"])})
+        return {"action": chunk, "expert": self._last_experts}
 
     def configure_optimizers(self) -> Any:
         params = [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith("world_model.")]

@@ -64,6 +64,8 @@ class WorldModelModule(L.LightningModule):
     # -- phases ------------------------------------------------------------------------------
     @property
     def in_vae_phase(self) -> bool:
+        if self.trainer.state.fn != "fit":
+            return False  # `lightning validate/test` of a trained checkpoint: evaluate the world model
         return self.global_step < self.hparams.vae_steps
 
     def _freeze_vae_and_cache(self) -> None:
@@ -103,6 +105,7 @@ class WorldModelModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         wm = self.world_model
+        stage = "test" if self.trainer.testing else "val"
         current = batch["image"][:, -1]
         real = to_unit_range(batch["future_image"])  # [B, K, 3, H, W]
         mask = batch["future_mask"].float()
@@ -113,18 +116,25 @@ class WorldModelModule(L.LightningModule):
 
         b = len(current)
         recon = wm.decode(wm.encode(batch["future_image"]))
-        self.log("val/vae_floor_mse", masked_mse(recon), batch_size=b)
+        self.log(f"{stage}/vae_floor_mse", masked_mse(recon), batch_size=b)
         if self.in_vae_phase:
             return
         gen = torch.Generator(device=self.device).manual_seed(batch_idx)
         frames = wm.predict(current, list(batch["instruction"]), decode=True, features=False, generator=gen).frames
         copy = to_unit_range(current)[:, None].expand_as(real)
         pred_mse, copy_mse = masked_mse(frames), masked_mse(copy)
-        self.log("val/pred_mse", pred_mse, prog_bar=True, batch_size=b)
-        self.log("val/copy_baseline_mse", copy_mse, batch_size=b)
-        self.log("val/pred_over_copy", pred_mse / copy_mse.clamp_min(1e-8), batch_size=b)
+        self.log(f"{stage}/pred_mse", pred_mse, prog_bar=True, batch_size=b)
+        self.log(f"{stage}/copy_baseline_mse", copy_mse, batch_size=b)
+        self.log(f"{stage}/pred_over_copy", pred_mse / copy_mse.clamp_min(1e-8), batch_size=b)
         if batch_idx == 0:
             self._log_clips(current, real, frames)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> Any:
+        """Imagined futures for the batch's current frames."""
+        return self.world_model.predict(batch["image"][:, -1], list(batch["instruction"]))
 
     def _log_clips(self, current: torch.Tensor, real: torch.Tensor, pred: torch.Tensor) -> None:
         logger = self.logger

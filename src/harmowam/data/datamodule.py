@@ -92,6 +92,13 @@ class EpisodeDataModule(L.LightningDataModule):
         order = torch.randperm(len(self.val_set), generator=torch.Generator().manual_seed(self.seed))
         return self._loader(Subset(self.val_set, order.tolist()), shuffle=False)
 
+    def test_dataloader(self) -> DataLoader:
+        """The held-out episodes (there is no separate test split: closed-loop evaluation is the test)."""
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
     # -- for modules that cache per-frame work (the world model's latents) -----------------
     @property
     def num_frames(self) -> int:
