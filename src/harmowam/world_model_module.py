@@ -79,7 +79,7 @@ class WorldModelModule(L.LightningModule):
                 raw[start:start + len(frames)] = wm.encode_raw(frames.to(self.device)).cpu()
         if self.hparams.vae_steps > 0:  # a pretrained model keeps its calibration
             wm.calibrate_latents(raw)
-        self._latents = (raw - wm.latent_shift.cpu()[:, None, None]) / wm.latent_scale.cpu()[:, None, None]
+        self._latents = wm.normalize_latents(raw)
 
     def _latents_for(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """cond ``[B, C, 1, h, w]`` and future ``[B, C, K, h, w]`` latents for a batch."""

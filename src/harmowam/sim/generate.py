@@ -137,7 +137,7 @@ def generate(out: str | Path, cfg: GenerationConfig, overwrite: bool = False, pr
     try:
         while any(done[t] < cfg.episodes for t in cfg.tasks):
             jobs = []
-            for pos, t in enumerate(cfg.tasks):
+            for t in cfg.tasks:
                 for _ in range(cfg.episodes - done[t]):
                     seed = cfg.seed + SEED_STRIDE * list_tasks().index(t) + next_k[t]
                     next_k[t] += 1

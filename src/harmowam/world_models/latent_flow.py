@@ -121,9 +121,12 @@ class LatentVideoWorldModel(WorldModel):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 frames ``[..., 3, H, W]`` -> normalised latents ``[..., C, h, w]`` (posterior mean)."""
         lead = images.shape[:-3]
-        z = self.vae.encode(to_unit_range(images.flatten(0, -4))).latent_dist.mode()
-        z = (z - self.latent_shift[:, None, None]) / self.latent_scale[:, None, None]
-        return z.unflatten(0, lead)
+        return self.normalize_latents(self.encode_raw(images.flatten(0, -4))).unflatten(0, lead)
+
+    def normalize_latents(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw VAE latents ``[N, C, h, w]`` -> the normalised latents the denoiser works in."""
+        shift, scale = self.latent_shift.to(raw.device), self.latent_scale.to(raw.device)
+        return (raw - shift[:, None, None]) / scale[:, None, None]
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents ``[..., C, h, w]`` -> frames in [-1, 1]."""
@@ -139,6 +142,7 @@ class LatentVideoWorldModel(WorldModel):
 
     @torch.no_grad()
     def encode_raw(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 frames ``[N, 3, H, W]`` -> raw VAE latents (posterior mean), before normalisation."""
         return self.vae.encode(to_unit_range(images)).latent_dist.mode()
 
     def vae_loss(self, images: torch.Tensor, kl_weight: float = 1e-6) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
