@@ -45,7 +45,7 @@ def _cmd_data_generate(ns: argparse.Namespace) -> int:
 
     preset = PRESETS[ns.preset] if ns.preset else {}
     variation = dict(preset.get("variation", {}))
-    for key in ("background", "object_color", "position_scale"):
+    for key in ("background", "object_color", "object_shape", "position_scale", "position_exclude"):
         if getattr(ns, key) is not None:
             variation[key] = getattr(ns, key)
     if ns.position_offset is not None:
@@ -132,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-steps", type=int, default=200)
     g.add_argument("--background", default=None, help="background palette: train or test")
     g.add_argument("--object-color", default=None, help="object colour palette: train or test")
+    g.add_argument("--object-shape", default=None, help="object shape for push and pick-place: cube or sphere")
     g.add_argument("--position-scale", type=float, default=None, help="scale of the object/goal reset range")
+    g.add_argument("--position-exclude", type=float, default=None,
+                   help="keep the object outside this central fraction of its range (e.g. 0.5)")
     g.add_argument("--position-offset", default=None, help="x,y shift of the object range in metres")
     g.add_argument("--workers", type=int, default=2)
     g.add_argument("--overwrite", action="store_true")

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any
 
 import numpy as np
 
-from harmowam.sim.tasks import get_task
+from harmowam.sim.tasks import get_task, list_tasks
 
 DEFAULT_CAMERA = "corner4"
 
 
-def make_env(task: str, image_size: int = 64, camera: str = DEFAULT_CAMERA, fast_render: bool = True) -> Any:
-    """A seeded-reset Meta-World environment that renders ``image_size`` square RGB frames."""
+def make_env(task: str, image_size: int = 64, camera: str = DEFAULT_CAMERA, fast_render: bool = True,
+             object_shape: str | None = None) -> Any:
+    """A seeded-reset Meta-World environment that renders ``image_size`` square RGB frames.
+
+    ``object_shape`` (a name in :data:`~harmowam.sim.variations.OBJECT_SHAPES`) compiles the
+    task's model with its object geom replaced; tasks without a swappable geom reject it.
+    """
     os.environ.setdefault("MUJOCO_GL", "egl")
     try:
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
@@ -21,21 +27,76 @@ def make_env(task: str, image_size: int = 64, camera: str = DEFAULT_CAMERA, fast
         raise ImportError("Meta-World is not installed: pip install 'harmowam[sim]'") from exc
 
     spec = get_task(task)
-    env = ALL_V3_ENVIRONMENTS[spec.env_name](
-        render_mode="rgb_array", width=image_size, height=image_size, camera_name=camera
-    )
+    env_cls = ALL_V3_ENVIRONMENTS[spec.env_name]
+    if object_shape is not None:
+        env_cls = _with_object_shape(env_cls, task, object_shape)
+    env = env_cls(render_mode="rgb_array", width=image_size, height=image_size, camera_name=camera)
     env._partially_observable = False  # the goal position is in the observation
     env._freeze_rand_vec = False
     env.seeded_rand_vec = True  # resets are a function of env.seed(s)
     env._set_task_called = True
     # Cached bounds clip the goal in the observation to zero; drop them.
     env.__dict__.pop("sawyer_observation_space", None)
+    # Defaults that scene variations change and restore (one environment serves every variation).
+    env._harmowam_defaults = {"reset_space": env._random_reset_space, "goal_space": env.goal_space,
+                              "geom_rgba": env.model.geom_rgba.copy(), "geom_matid": env.model.geom_matid.copy()}
     if fast_render:
         model = env.model
         model.light_castshadow[:] = 0
         model.vis.quality.offsamples = 0
         model.mat_reflectance[:] = 0
     return env
+
+
+def _with_object_shape(env_cls: type, task: str, shape: str) -> type:
+    """A subclass of ``env_cls`` whose model is compiled from an MjSpec with the object geom reshaped."""
+    import mujoco
+
+    from harmowam.sim.variations import OBJECT_SHAPES
+
+    spec = get_task(task)
+    if spec.object_geom is None:
+        raise ValueError(f"task '{task}' has no swappable object geom; object shapes apply to "
+                         f"{', '.join(t for t in list_tasks() if get_task(t).object_geom)}")
+    if shape not in OBJECT_SHAPES:
+        raise ValueError(f"unknown object shape '{shape}'. Shapes: {', '.join(OBJECT_SHAPES)}")
+    geom_type, size = OBJECT_SHAPES[shape]
+
+    def _initialize_simulation(self: Any) -> tuple[Any, Any]:
+        mjspec = mujoco.MjSpec.from_file(self.fullpath)
+        geom = mjspec.geom(spec.object_geom)
+        geom.type = getattr(mujoco.mjtGeom, f"mjGEOM_{geom_type.upper()}")
+        geom.size = list(size)
+        model = mjspec.compile()
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
+        return model, mujoco.MjData(model)
+
+    # Same class name: Meta-World derives the task name from it.
+    return type(env_cls.__name__, (env_cls,), {"_initialize_simulation": _initialize_simulation})
+
+
+_CACHE: dict[tuple, Any] = {}
+
+
+def cached_env(task: str, image_size: int = 64, camera: str = DEFAULT_CAMERA, object_shape: str | None = None) -> Any:
+    """One environment per (task, size, camera, shape) and process: building one costs more than an episode."""
+    key = (task, image_size, camera, object_shape)
+    if key not in _CACHE:
+        env = make_env(task, image_size, camera, object_shape=object_shape)
+        if not _CACHE:
+            # The first render registers EGL's own teardown at exit; registering the close after it makes
+            # the close run first (atexit is last in, first out), so exit prints no EGL errors.
+            env.render()
+            atexit.register(close_cached_envs)
+        _CACHE[key] = env
+    return _CACHE[key]
+
+
+def close_cached_envs() -> None:
+    for env in _CACHE.values():
+        env.close()
+    _CACHE.clear()
 
 
 def reset_env(env: Any, seed: int) -> np.ndarray:

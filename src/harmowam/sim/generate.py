@@ -8,7 +8,6 @@ tasks; failed seeds are replaced by the next ones until enough episodes succeed.
 
 from __future__ import annotations
 
-import atexit
 import multiprocessing as mp
 import os
 import platform
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from harmowam.data.format import EpisodeWriter
-from harmowam.sim.env import DEFAULT_CAMERA, expert_policy, make_env, render, reset_env
+from harmowam.sim.env import DEFAULT_CAMERA, cached_env, expert_policy, render, reset_env
 from harmowam.sim.tasks import get_task, list_tasks
 from harmowam.sim.variations import SceneVariation
 
@@ -52,24 +51,11 @@ class GenerationConfig:
             raise ValueError(f"episodes must be positive, got {self.episodes}")
 
 
-_ENVS: dict[tuple, Any] = {}
-
-
-@atexit.register
-def _close_envs() -> None:
-    """Close cached environments before the interpreter tears EGL down (else it prints errors)."""
-    for env, _, _ in _ENVS.values():
-        env.close()
-    _ENVS.clear()
-
-
 def run_episode(task: str, seed: int, image_size: int, camera: str, max_steps: int,
                 variation: dict[str, Any]) -> dict[str, Any]:
     """Roll out the scripted expert once; returns arrays and whether it succeeded."""
-    key = (task, image_size, camera, tuple(sorted((k, str(v)) for k, v in variation.items())))
-    if key not in _ENVS:
-        _ENVS[key] = (make_env(task, image_size, camera), expert_policy(task), SceneVariation(**variation))
-    env, policy, var = _ENVS[key]
+    env = cached_env(task, image_size, camera, variation.get("object_shape"))
+    policy, var = expert_policy(task), SceneVariation(**variation)
     var.apply(env, np.random.default_rng(seed), (get_task(task).object_body,))
     obs = reset_env(env, seed)
     images, states, env_states, actions = [], [], [], []

@@ -1,15 +1,17 @@
-"""Scene variations: background colours, object colour and object position range.
+"""Scene variations: background colours, object colour and shape, and object position range.
 
 Colours are changed at run time on the compiled model (``geom_rgba`` with the
 material unset), positions by replacing the environment's reset box, so one
-environment serves every episode of a variation. Named palettes keep the
-training and evaluation colours disjoint: ``train`` for the broad video the world
-model sees, ``test`` for backgrounds that appear in no training data at all.
+environment serves every episode of a variation. A shape change needs a model
+compiled from an edited ``MjSpec``: it is applied when the environment is built
+(:func:`harmowam.sim.env.make_env`). Named palettes keep the training and
+evaluation colours disjoint: ``train`` for the broad video the world model sees,
+``test`` for colours that appear in no training data at all.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,13 @@ OBJECT_PALETTES: dict[str, list[tuple[float, float, float, float]]] = {
     "test": [(0.1, 0.2, 0.9, 1), (0.95, 0.85, 0.1, 1)],
 }
 
+#: object shapes for the tasks whose object geom can be swapped (TaskSpec.object_geom):
+#: MuJoCo geom type and size. The default puck is a cylinder of radius 0.02, half-height 0.02.
+OBJECT_SHAPES: dict[str, tuple[str, tuple[float, float, float]]] = {
+    "cube": ("box", (0.02, 0.02, 0.02)),
+    "sphere": ("sphere", (0.022, 0.0, 0.0)),
+}
+
 BACKGROUND_BODIES = ("tablelink", "RetainingWall")
 BACKGROUND_GEOMS = ("floor",)
 
@@ -38,35 +47,44 @@ class SceneVariation:
     """How a scene differs from Meta-World's default; every field's default is 'unchanged'.
 
     ``background`` and ``object_color`` name a palette (``train`` or ``test``): each
-    episode draws its colours from it with the episode's seed. ``position_scale``
-    scales the random reset box (object and goal) about its centre; ``position_offset``
-    shifts the object's x and y (metres), for positions outside the demonstrations.
+    episode draws its colours from it with the episode's seed. ``object_shape`` names an
+    entry of :data:`OBJECT_SHAPES` (build-time, for tasks with a swappable object geom).
+    ``position_scale`` scales the random reset box (object and goal) about its centre;
+    ``position_offset`` shifts the object's x and y (metres). ``position_exclude`` keeps
+    the first varying coordinate of the reset vector (the object's x, or the goal's where
+    the object is fixed) outside the central ``position_exclude`` fraction of its range,
+    on a side drawn per episode: positions the narrow demonstrations never had.
     """
 
     background: str | None = None
     object_color: str | None = None
+    object_shape: str | None = None
     position_scale: float = 1.0
     position_offset: tuple[float, float] = (0.0, 0.0)
-    _default_space: Any = field(default=None, repr=False, compare=False)
+    position_exclude: float | None = None
 
     def __post_init__(self) -> None:
-        for key, palettes in (("background", PALETTES), ("object_color", OBJECT_PALETTES)):
+        for key, palettes in (("background", PALETTES), ("object_color", OBJECT_PALETTES),
+                              ("object_shape", OBJECT_SHAPES)):
             value = getattr(self, key)
             if value is not None and value not in palettes:
-                raise ValueError(f"unknown {key} palette '{value}'. Palettes: {', '.join(palettes)}")
+                raise ValueError(f"unknown {key} '{value}'. Choose from: {', '.join(palettes)}")
         if self.position_scale <= 0:
             raise ValueError(f"position_scale must be positive, got {self.position_scale}")
+        if self.position_exclude is not None and not 0 < self.position_exclude < 1:
+            raise ValueError(f"position_exclude must be in (0, 1), got {self.position_exclude}")
         self.position_offset = tuple(float(v) for v in self.position_offset)  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("_default_space")
-        return d
+        return asdict(self)
 
     # -- application ------------------------------------------------------------------------
     def apply(self, env: Any, rng: np.random.Generator, task_object_bodies: tuple[str, ...] = ()) -> None:
-        """Change ``env`` for the next reset. Call before ``env.reset()``."""
-        model = env.model
+        """Change ``env`` (built by :func:`~harmowam.sim.env.make_env`) for the next reset; call before
+        ``env.reset()``. Whatever an earlier variation changed is restored first."""
+        model, defaults = env.model, env._harmowam_defaults
+        model.geom_rgba[:] = defaults["geom_rgba"]
+        model.geom_matid[:] = defaults["geom_matid"]
         if self.background is not None:
             colours = PALETTES[self.background]
             for geom_ids in (_geoms_of_bodies(model, BACKGROUND_BODIES), _named_geoms(model, BACKGROUND_GEOMS)):
@@ -74,22 +92,28 @@ class SceneVariation:
         if self.object_color is not None:
             colours = OBJECT_PALETTES[self.object_color]
             _recolour(model, _geoms_of_bodies(model, task_object_bodies, subtree=True), colours[rng.integers(len(colours))])
-        self._apply_positions(env)
+        self._apply_positions(env, rng)
 
-    def _apply_positions(self, env: Any) -> None:
+    def _apply_positions(self, env: Any, rng: np.random.Generator) -> None:
         from gymnasium.spaces import Box
 
-        if self._default_space is None:
-            self._default_space = (env._random_reset_space, env.goal_space)
-        space, goal_space = self._default_space
-        if self.position_scale == 1.0 and self.position_offset == (0.0, 0.0):
-            env._random_reset_space = space
+        space, goal_space = env._harmowam_defaults["reset_space"], env._harmowam_defaults["goal_space"]
+        env._random_reset_space, env.goal_space = space, goal_space
+        if self.position_scale == 1.0 and self.position_offset == (0.0, 0.0) and self.position_exclude is None:
             return
         centre = (space.low + space.high) / 2
         half = (space.high - space.low) / 2 * self.position_scale
         low, high = centre - half, centre + half
         low[:2] += self.position_offset
         high[:2] += self.position_offset
+        if self.position_exclude is not None:
+            d = int(np.flatnonzero(high - low > 1e-9)[0])  # the first coordinate that varies
+            inner = (high[d] - low[d]) / 2 * self.position_exclude
+            c = (low[d] + high[d]) / 2
+            if rng.integers(2):
+                low[d] = c + inner
+            else:
+                high[d] = c - inner
         env._random_reset_space = Box(low, high, dtype=np.float64)
         # Widen the goal space too, or the goal in the observation is clipped to it.
         if goal_space is not None:
