@@ -95,6 +95,33 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(ns: argparse.Namespace) -> int:
+    from harmowam.eval.policies import REFERENCE_POLICIES, default_policy_name
+    from harmowam.eval.runner import EvalConfig, PolicySpec, evaluate
+
+    specs = []
+    if ns.ckpt:
+        specs.append(PolicySpec("checkpoint", path=ns.ckpt, name=ns.name, n_action_steps=ns.n_action_steps,
+                                device=ns.device))
+    references = [p for p in (ns.policy or "").split(",") if p]
+    if ns.ckpt and not ns.policy and not ns.no_reference:
+        references = list(REFERENCE_POLICIES)  # every table carries its own sanity check
+    specs += [PolicySpec(p) for p in references]
+    out = ns.out
+    if out is None:
+        ckpt = Path(ns.ckpt) if ns.ckpt else None
+        if ckpt is not None and ckpt.parent.name == "checkpoints":
+            out = ckpt.parent.parent / "eval" / ns.suite
+        else:
+            out = Path("runs/eval") / (default_policy_name(ckpt) if ckpt else "reference") / ns.suite
+    cfg = EvalConfig(suite=ns.suite, conditions=ns.conditions, tasks=ns.tasks, episodes=ns.episodes,
+                     max_steps=ns.max_steps, workers=ns.workers, videos=ns.videos, camera=ns.camera,
+                     image_size=ns.image_size, out=out, timelines=not ns.no_timelines)
+    summary = evaluate(specs, cfg)
+    print(f"wrote {summary['out']}/results.md, summary.csv, results.csv, episodes.jsonl")
+    return 0
+
+
 def _cmd_data_labels(ns: argparse.Namespace) -> int:
     from harmowam.data.format import EpisodeStore
     from harmowam.labels.strategies import interaction_fractions
@@ -149,6 +176,30 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="run a grid of configs and overrides; write a table of final metrics")
     sw.add_argument("sweep", help="a sweep file, e.g. experiments/sweeps/paradigms.yaml")
     sw.set_defaults(func=_cmd_sweep)
+
+    ev = sub.add_parser("eval", help="closed-loop success rates of a checkpoint on a suite of tasks x conditions")
+    ev.add_argument("--ckpt", default=None, help="a stage-2 policy checkpoint (.ckpt)")
+    ev.add_argument("--name", default=None, help="the checkpoint's row name (default: from its run folder)")
+    ev.add_argument("--policy", default=None,
+                    help="reference policies to evaluate, comma-separated: scripted, random (with --ckpt: both, "
+                         "unless --no-reference)")
+    ev.add_argument("--no-reference", action="store_true", help="with --ckpt: skip the scripted and random rows")
+    ev.add_argument("--suite", default="metaworld6")
+    ev.add_argument("--conditions", default="all", help="comma-separated, or all")
+    ev.add_argument("--tasks", default="all", help="comma-separated, or all")
+    ev.add_argument("--episodes", type=int, default=5, help="episodes per task and condition")
+    ev.add_argument("--max-steps", type=int, default=None, help="step limit per episode (default: the suite's, 200)")
+    ev.add_argument("--n-action-steps", type=int, default=None,
+                    help="actions executed from each predicted chunk (default: the checkpoint's)")
+    ev.add_argument("--workers", type=int, default=2, help="environment processes")
+    ev.add_argument("--videos", type=int, default=1, help="episodes per policy, task and condition saved as GIF")
+    ev.add_argument("--no-timelines", action="store_true", help="skip the gate-timeline PNGs")
+    ev.add_argument("--camera", default="corner4")
+    ev.add_argument("--image-size", type=int, default=64, help="render size when no checkpoint sets it")
+    ev.add_argument("--device", default="cpu", help="torch device of the checkpoint's policy")
+    ev.add_argument("--out", default=None,
+                    help="results folder (default: <run>/eval/<suite> beside the checkpoint's run)")
+    ev.set_defaults(func=_cmd_eval)
 
     lab = data.add_parser("labels", help="fraction of interaction frames per task for each label strategy")
     lab.add_argument("path")

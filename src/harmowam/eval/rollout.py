@@ -1,0 +1,82 @@
+"""One closed-loop episode: scene variation, seeded reset, policy in the loop, phase metrics.
+
+Rendering happens only when the policy reads images or a video is recorded, and is
+timed with the physics as environment time; the policy's inference is timed apart,
+so steps per second can be reported with and without it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harmowam.eval.pictures import gate_timeline, write_video
+from harmowam.eval.policies import EvalPolicy
+from harmowam.sim.env import cached_env, render, reset_env
+from harmowam.sim.tasks import get_task
+from harmowam.sim.variations import SceneVariation
+
+
+def hand_object_distance(env_obs: np.ndarray) -> float:
+    """Hand position ``obs[0:3]`` to the first object's position ``obs[4:7]`` (metres)."""
+    return float(np.linalg.norm(env_obs[0:3] - env_obs[4:7]))
+
+
+def run_episode(policy: EvalPolicy, task: str, condition: str, variation: dict[str, Any], episode: int, seed: int,
+                max_steps: int = 200, image_size: int = 64, camera: str = "corner4",
+                video_path: str | Path | None = None, timeline_path: str | Path | None = None) -> dict[str, Any]:
+    """Roll ``policy`` out once; returns the episode record (what the JSONL log holds)."""
+    from harmowam.registry import get_label_strategy
+
+    spec = get_task(task)
+    env = cached_env(task, image_size, camera, variation.get("object_shape"))
+    SceneVariation(**variation).apply(env, np.random.default_rng(seed), (spec.object_body,))
+    obs = reset_env(env, seed)
+    policy.reset(task, seed)
+    need_image = policy.needs_image or video_path is not None
+    env_time = policy_time = 0.0
+    experts: list[str] = []
+    env_obs = [obs[:39].astype(np.float32)]
+    frames = []
+    success = False
+    for _ in range(max_steps):
+        t0 = time.perf_counter()
+        image = render(env) if need_image else None
+        t1 = time.perf_counter()
+        action, expert = policy.act({"image": image, "state": obs[:4], "env_obs": obs, "instruction": spec.instruction})
+        t2 = time.perf_counter()
+        obs, _, _, _, info = env.step(np.asarray(action, dtype=np.float64))
+        t3 = time.perf_counter()
+        env_time += (t1 - t0) + (t3 - t2)
+        policy_time += t2 - t1
+        experts.append(expert)
+        env_obs.append(obs[:39].astype(np.float32))
+        if video_path is not None:
+            frames.append(image)
+        if info.get("success", 0.0) >= 1.0:
+            success = True
+            break
+    if video_path is not None:
+        frames.append(render(env))
+        write_video(frames, video_path)
+    states = np.stack(env_obs)
+    distance = np.linalg.norm(states[:, 0:3] - states[:, 4:7], axis=1)
+    transit = bool(distance.min() <= spec.transit_distance)
+    phase = get_label_strategy("proximity")({"env_state": states, "state": states[:, :4]}, task=task)
+    if timeline_path is not None:
+        outcome = "success" if success else "failure"
+        gate_timeline(timeline_path, experts, phase[:-1], distance, spec.transit_distance,
+                      f"{policy.name}: {task}, {condition}, episode {episode} (seed {seed}): {outcome}")
+    counts = {e: experts.count(e) for e in dict.fromkeys(experts)}
+    return {
+        "policy": policy.name, "task": task, "condition": condition, "episode": episode, "seed": seed,
+        "success": success, "transit": transit, "steps": len(experts),
+        "min_distance": round(float(distance.min()), 4), "expert_steps": counts,
+        "interaction_label_steps": int(phase[:-1].sum()),
+        "env_time_s": round(env_time, 4), "policy_time_s": round(policy_time, 4),
+        "video": str(video_path) if video_path is not None else None,
+        "timeline": str(timeline_path) if timeline_path is not None else None,
+    }

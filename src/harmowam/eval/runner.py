@@ -1,0 +1,249 @@
+"""``harmowam eval``: every (policy, task, condition, episode) as a job over worker processes.
+
+Everything that can be wrong with the request (suite, conditions, tasks, the
+checkpoint's existence and shapes, a folder holding another evaluation) is checked
+before the first rollout. Each worker builds each policy once and keeps one
+environment per task; the parent appends each finished episode to the log at
+once, logs its gate timeline to TensorBoard, and writes the tables at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harmowam.eval.metrics import cell_metrics, summary_rows
+from harmowam.eval.policies import (REFERENCE_POLICIES, CheckpointPolicy, build_policy, check_compatible,
+                                    default_policy_name, file_digest)
+from harmowam.eval.records import EpisodeLog, check_manifest, record_key
+from harmowam.eval.suite import IN_DOMAIN, get_suite
+
+
+@dataclass
+class EvalConfig:
+    suite: str = "metaworld6"
+    conditions: str | list[str] = "all"
+    tasks: str | list[str] = "all"
+    episodes: int = 5  # per task and condition
+    max_steps: int | None = None  # None: the suite's (200)
+    workers: int = 2
+    videos: int = 1  # episodes per (policy, task, condition) with a video
+    camera: str = "corner4"
+    image_size: int = 64  # for reference policies when no checkpoint sets it
+    out: str | Path = "runs/eval"
+    timelines: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class PolicySpec:
+    kind: str  # checkpoint | scripted | random
+    path: str | None = None
+    name: str | None = None
+    n_action_steps: int | None = None
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "name": self.name, "n_action_steps": self.n_action_steps,
+                "device": self.device}
+
+
+# -- workers ------------------------------------------------------------------------------------
+_POLICIES: dict[str, Any] = {}
+
+
+def _init_worker() -> None:
+    import warnings
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ["LP_NUM_THREADS"] = "1"  # Mesa's software rasteriser: one thread per process
+    warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high")
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _job(job: dict[str, Any]) -> dict[str, Any]:
+    from harmowam.eval.rollout import run_episode
+
+    key = json.dumps(job["policy"], sort_keys=True)
+    if key not in _POLICIES:
+        _POLICIES[key] = build_policy(job["policy"])
+    return run_episode(_POLICIES[key], job["task"], job["condition"], job["variation"], job["episode"], job["seed"],
+                       job["max_steps"], job["image_size"], job["camera"], job["video"], job["timeline"])
+
+
+# -- the evaluation -----------------------------------------------------------------------------
+def prepare_policies(specs: list[PolicySpec], suite_name: str, tasks: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any], int | None]:
+    """Check every policy before any rollout; returns their specs, fingerprints and the checkpoint's image size."""
+    suite = get_suite(suite_name)
+    out, fingerprints, image_size = [], {}, None
+    for spec in specs:
+        d = spec.as_dict()
+        if spec.kind == "checkpoint":
+            d["name"] = spec.name or default_policy_name(spec.path)
+            policy = CheckpointPolicy(spec.path, d["name"], spec.n_action_steps, "cpu")  # raises on a bad file
+            check_compatible(policy, suite, tasks)
+            image_size = policy.image_size
+            d["path"] = str(Path(spec.path).resolve())
+            fingerprints[d["name"]] = {"kind": "checkpoint", "sha256": file_digest(spec.path),
+                                       "n_action_steps": policy.module.hparams.n_action_steps}
+        elif spec.kind in REFERENCE_POLICIES:
+            d["name"] = spec.name or spec.kind
+            fingerprints[d["name"]] = {"kind": spec.kind}
+        else:
+            raise ValueError(f"unknown policy '{spec.kind}'. Give --ckpt PATH or --policy {'|'.join(REFERENCE_POLICIES)}")
+        out.append(d)
+    names = [d["name"] for d in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two policies share a name: {names}; set --name")
+    return out, fingerprints, image_size
+
+
+def evaluate(policies: list[PolicySpec], cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
+    """Roll out every policy on the suite; returns the summary (also written to ``cfg.out``)."""
+    suite = get_suite(cfg.suite)
+    tasks = suite.select_tasks(cfg.tasks)
+    conditions = suite.select_conditions(cfg.conditions)
+    if cfg.episodes <= 0:
+        raise ValueError(f"episodes must be positive, got {cfg.episodes}")
+    if not policies:
+        raise ValueError("no policy to evaluate: give --ckpt PATH and/or --policy scripted,random")
+    max_steps = cfg.max_steps or suite.max_steps
+    specs, fingerprints, ckpt_size = prepare_policies(policies, cfg.suite, tasks)
+    image_size = ckpt_size or cfg.image_size
+    out = Path(cfg.out)
+    check_manifest(out / "eval.json", {"suite": suite.name, "max_steps": max_steps, "camera": cfg.camera,
+                                       "image_size": image_size, "policies": fingerprints})
+    log = EpisodeLog(out / "episodes.jsonl")
+    done = log.finished()
+    jobs = []
+    for spec in specs:  # checkpoints first: their episodes are the long ones
+        for task in tasks:
+            for condition in conditions:
+                for k in range(cfg.episodes):
+                    if (spec["name"], task, condition, k) in done:
+                        continue
+                    stem = f"{spec['name']}/{task}_{condition}_{k:03d}"
+                    jobs.append({"policy": spec, "task": task, "condition": condition, "episode": k,
+                                 "seed": suite.episode_seed(task, k),
+                                 "variation": suite.conditions[condition].variation_for(task),
+                                 "max_steps": max_steps, "image_size": image_size, "camera": cfg.camera,
+                                 "video": str(out / "videos" / f"{stem}.gif") if k < cfg.videos else None,
+                                 "timeline": str(out / "timelines" / f"{stem}.png") if cfg.timelines else None})
+    total = len(jobs) + sum(1 for key in done if key[0] in fingerprints and key[1] in tasks and key[2] in conditions
+                            and key[3] < cfg.episodes)
+    print(f"[eval] {suite.name}: {len(specs)} policies x {len(tasks)} tasks x {len(conditions)} conditions x "
+          f"{cfg.episodes} episodes = {total}; {total - len(jobs)} already in {log.path}, {len(jobs)} to run", flush=True)
+    wall = _run_jobs(jobs, log, cfg, out, progress)
+    records = [r for r in log if r["policy"] in fingerprints and r["task"] in tasks and r["condition"] in conditions
+               and r["episode"] < cfg.episodes]
+    return write_report(records, [s["name"] for s in specs], tasks, conditions, out, wall, len(jobs))
+
+
+def _run_jobs(jobs: list[dict[str, Any]], log: EpisodeLog, cfg: EvalConfig, out: Path, progress: bool) -> float:
+    from tqdm import tqdm
+
+    writer = None
+    if cfg.tensorboard and jobs:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tensorboard"))
+    start = time.perf_counter()
+    workers = max(1, min(cfg.workers, len(jobs)))
+    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker) if workers > 1 else None
+    bar = tqdm(total=len(jobs), desc="eval", unit="ep", disable=not progress or not jobs)
+    try:
+        results = pool.imap_unordered(_job, jobs) if pool is not None else map(_job, jobs)
+        for record in results:
+            log.append(record)
+            bar.update(1)
+            if writer is not None and record["timeline"]:
+                import imageio.v3 as iio
+
+                tag = f"gate_timeline/{record['policy']}/{record['task']}/{record['condition']}"
+                writer.add_image(tag, iio.imread(record["timeline"])[..., :3], record["episode"], dataformats="HWC")
+    finally:
+        if pool is not None:
+            pool.terminate()  # on Ctrl-C too: finished episodes are in the log already
+            pool.join()
+        bar.close()
+        if writer is not None:
+            writer.close()
+    return time.perf_counter() - start
+
+
+# -- tables -------------------------------------------------------------------------------------
+def _fmt(v: float) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+
+def speed(records: list[dict[str, Any]], policies: list[str]) -> dict[str, dict[str, float]]:
+    """Env steps per second per policy, from the environment's time alone and with the policy's inference."""
+    table = {}
+    for p in policies:
+        rs = [r for r in records if r["policy"] == p]
+        steps = sum(r["steps"] for r in rs)
+        env_t = sum(r["env_time_s"] for r in rs)
+        pol_t = sum(r["policy_time_s"] for r in rs)
+        table[p] = {"steps": steps, "env_steps_per_s": steps / env_t if env_t else float("nan"),
+                    "steps_per_s_with_policy": steps / (env_t + pol_t) if env_t + pol_t else float("nan")}
+    return table
+
+
+def write_report(records: list[dict[str, Any]], policies: list[str], tasks: list[str], conditions: list[str],
+                 out: Path, wall_s: float = 0.0, ran: int = 0) -> dict[str, Any]:
+    """results.csv (per cell), summary.csv (Table 3), results.md (both), speed; returns the summary."""
+    cells = cell_metrics(records)
+    rows = summary_rows(cells, policies, tasks, conditions, IN_DOMAIN)
+    ood = [c for c in conditions if c != IN_DOMAIN]
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["policy", "task", "condition", "episodes", "success", "transit", "interaction_given_transit"])
+        for (p, t, c), m in sorted(cells.items()):
+            w.writerow([p, t, c, m["episodes"], m["success"], m["transit"], m["interaction"]])
+    columns = [*conditions, *(["ood_avg", "relative_drop"] if ood and IN_DOMAIN in conditions else [])]
+    with open(out / "summary.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["policy", *columns])
+        for row in rows:
+            w.writerow([row["policy"], *(row[c] for c in columns)])
+    sp = speed(records, policies)
+    lines = ["## Success rate, averaged over tasks", "",
+             "| policy | " + " | ".join("OOD avg" if c == "ood_avg" else "drop from ID" if c == "relative_drop" else c
+                                      for c in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    for row in rows:
+        vals = [f"{row[c]:.1%}" if c == "relative_drop" and not math.isnan(row[c]) else _fmt(row[c]) for c in columns]
+        lines.append(f"| {row['policy']} | " + " | ".join(vals) + " |")
+    for p in policies:
+        lines += ["", f"## {p}: success / transit / interaction given transit, per task", "",
+                  "| task | " + " | ".join(conditions) + " |", "|---" * (len(conditions) + 1) + "|"]
+        for t in tasks:
+            vals = []
+            for c in conditions:
+                m = cells.get((p, t, c))
+                vals.append("-" if m is None else f"{_fmt(m['success'])} / {_fmt(m['transit'])} / "
+                                                  f"{_fmt(m['interaction'])} (n={m['episodes']})")
+            lines.append(f"| {t} | " + " | ".join(vals) + " |")
+    lines += ["", "## Speed (env steps per second, per process)", "",
+              "| policy | steps | environment only | with policy inference |", "|---|---|---|---|"]
+    for p, s in sp.items():
+        lines.append(f"| {p} | {s['steps']} | {_fmt(s['env_steps_per_s'])} | {_fmt(s['steps_per_s_with_policy'])} |")
+    if ran:
+        lines += ["", f"This run: {ran} episodes in {wall_s:.0f} s wall-clock."]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    summary = {"summary": rows, "cells": {"/".join(k): v for k, v in cells.items()}, "speed": sp,
+               "episodes": len(records), "out": str(out)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print("\n".join(lines), flush=True)
+    return summary
