@@ -61,3 +61,12 @@ def tiny_world_model_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFacto
     res = run_cli(["lightning", "fit", "-c", str(CONFIGS / "tiny_world_model.yaml")], cwd=work)
     assert res.returncode == 0, res.stderr[-3000:]
     return work / "runs" / "tiny_world_model" / "version_0"
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_ckpt(tiny_world_model_run: Path) -> Path:
+    """`lightning fit` of the tiny stage-2 config on the tiny world model; returns its checkpoint."""
+    work = tiny_world_model_run.parents[2]
+    res = run_cli(["lightning", "fit", "-c", str(CONFIGS / "tiny_policy.yaml")], cwd=work)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return next((work / "runs" / "tiny_policy").rglob("*.ckpt"))

@@ -93,11 +93,9 @@ class CheckpointPolicy:
         return np.clip(action, -1, 1), self.module.last_experts[0]
 
 
-def load_policy_checkpoint(path: str | Path, map_location: str = "cpu") -> Any:
-    """Load a stage-2 checkpoint, with errors that say what is wrong with the file."""
+def read_policy_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's contents, with errors that say what is wrong with the file."""
     import torch
-
-    from harmowam.policy_module import PolicyModule
 
     path = Path(path)
     if not path.is_file():
@@ -110,16 +108,26 @@ def load_policy_checkpoint(path: str | Path, map_location: str = "cpu") -> Any:
     if "experts" not in hparams or "normalizer" not in ckpt:
         raise ValueError(f"'{path}' is not a stage-2 policy checkpoint (no experts or normalisation statistics in it); "
                          "a world-model checkpoint cannot act: train a policy with experiments/harmowam.yaml")
+    return ckpt
+
+
+def check_shapes(path: str | Path, hparams: dict[str, Any], suite: Suite) -> None:
+    """The checkpoint's state and action sizes must be the suite's (checked before its weights are loaded)."""
+    for key, want in (("action_dim", suite.action_dim), ("state_dim", suite.state_dim)):
+        have = hparams.get(key, 4)
+        if have != want:
+            raise ValueError(f"checkpoint '{path}' has {key}={have}, suite '{suite.name}' needs {want}")
+
+
+def load_policy_checkpoint(path: str | Path, map_location: str = "cpu") -> Any:
+    from harmowam.policy_module import PolicyModule
+
+    read_policy_checkpoint(path)
     return PolicyModule.load_from_checkpoint(path, map_location=map_location)
 
 
-def check_compatible(policy: CheckpointPolicy, suite: Suite, tasks: list[str]) -> None:
-    """The checkpoint's observation and action shapes, and its instruction vocabulary, must fit the suite."""
-    shapes = policy.module.shapes
-    for key, have, want in (("action_dim", shapes.action_dim, suite.action_dim),
-                            ("state_dim", shapes.state_dim, suite.state_dim)):
-        if have != want:
-            raise ValueError(f"checkpoint of '{policy.name}' has {key}={have}, suite '{suite.name}' needs {want}")
+def check_instructions(policy: "CheckpointPolicy", tasks: list[str]) -> None:
+    """The checkpoint's instruction encoder must know every task's instruction."""
     for task in tasks:
         instruction = get_task(task).instruction
         try:

@@ -25,6 +25,14 @@ def hand_object_distance(env_obs: np.ndarray) -> float:
     return float(np.linalg.norm(env_obs[0:3] - env_obs[4:7]))
 
 
+def reset_scene(task: str, variation: dict[str, Any], seed: int, image_size: int = 64, camera: str = "corner4"
+                ) -> tuple[Any, np.ndarray]:
+    """The environment of ``task`` reset under ``variation`` for ``seed``: the same seed gives the same scene."""
+    env = cached_env(task, image_size, camera, variation.get("object_shape"))
+    SceneVariation(**variation).apply(env, np.random.default_rng(seed), (get_task(task).object_body,))
+    return env, reset_env(env, seed)
+
+
 def run_episode(policy: EvalPolicy, task: str, condition: str, variation: dict[str, Any], episode: int, seed: int,
                 max_steps: int = 200, image_size: int = 64, camera: str = "corner4",
                 video_path: str | Path | None = None, timeline_path: str | Path | None = None) -> dict[str, Any]:
@@ -32,9 +40,7 @@ def run_episode(policy: EvalPolicy, task: str, condition: str, variation: dict[s
     from harmowam.registry import get_label_strategy
 
     spec = get_task(task)
-    env = cached_env(task, image_size, camera, variation.get("object_shape"))
-    SceneVariation(**variation).apply(env, np.random.default_rng(seed), (spec.object_body,))
-    obs = reset_env(env, seed)
+    env, obs = reset_scene(task, variation, seed, image_size, camera)
     policy.reset(task, seed)
     need_image = policy.needs_image or video_path is not None
     env_time = policy_time = 0.0

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from harmowam.eval.metrics import cell_metrics, summary_rows
-from harmowam.eval.policies import (REFERENCE_POLICIES, CheckpointPolicy, build_policy, check_compatible,
-                                    default_policy_name, file_digest)
+from harmowam.eval.policies import (REFERENCE_POLICIES, CheckpointPolicy, build_policy, check_instructions,
+                                    check_shapes, default_policy_name, file_digest, read_policy_checkpoint)
 from harmowam.eval.records import EpisodeLog, check_manifest, record_key
 from harmowam.eval.suite import IN_DOMAIN, get_suite
 
@@ -90,8 +90,9 @@ def prepare_policies(specs: list[PolicySpec], suite_name: str, tasks: list[str])
         d = spec.as_dict()
         if spec.kind == "checkpoint":
             d["name"] = spec.name or default_policy_name(spec.path)
-            policy = CheckpointPolicy(spec.path, d["name"], spec.n_action_steps, "cpu")  # raises on a bad file
-            check_compatible(policy, suite, tasks)
+            check_shapes(spec.path, read_policy_checkpoint(spec.path)["hyper_parameters"], suite)
+            policy = CheckpointPolicy(spec.path, d["name"], spec.n_action_steps, "cpu")
+            check_instructions(policy, tasks)
             image_size = policy.image_size
             d["path"] = str(Path(spec.path).resolve())
             fingerprints[d["name"]] = {"kind": "checkpoint", "sha256": file_digest(spec.path),
