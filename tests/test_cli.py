@@ -91,10 +91,13 @@ def test_sweep_runs_a_grid_skips_finished_runs_and_survives_a_failure(tiny_world
 @pytest.mark.slow
 def test_pipeline_smoke_preset_runs_to_its_end(tmp_path):
     """README's main command on a few episodes and steps (minutes: run with -m slow)."""
-    res = run_cli(["harmowam", "pipeline", "--preset", "smoke"], cwd=tmp_path, timeout=1800)
+    res = run_cli(["harmowam", "pipeline", "--preset", "smoke", "--workdir", "."], cwd=tmp_path, timeout=1800)
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert "val/pred_mse" in report["world_model"] and "val/gate_accuracy" in report["policy"]
+    rows = {r["policy"]: r for r in report["eval"]["summary"]}
+    assert set(rows) == {"harmowam", "scripted", "random"} and rows["scripted"]["in_domain"] == 1.0
+    assert "| harmowam |" in res.stdout and (tmp_path / "eval" / "results.md").is_file()
 
 
 def test_lightning_test_and_predict_on_a_trained_checkpoint(tiny_world_model_run):

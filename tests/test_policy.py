@@ -1,6 +1,5 @@
 """Experts, gates, routing and the stage-2 module."""
 
-import shutil
 from pathlib import Path
 
 import pytest

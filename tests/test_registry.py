@@ -1,5 +1,3 @@
-import sys
-import textwrap
 import warnings
 
 import pluggy

@@ -84,7 +84,7 @@ def _cmd_data_info(ns: argparse.Namespace) -> int:
 def _cmd_pipeline(ns: argparse.Namespace) -> int:
     from harmowam.pipeline import run_pipeline
 
-    run_pipeline(ns.workdir, ns.preset)
+    run_pipeline(ns.workdir, ns.preset, ns.workers)
     return 0
 
 
@@ -168,9 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true")
     g.set_defaults(func=_cmd_data_generate)
 
-    pl = sub.add_parser("pipeline", help="the main job end to end: generate data, train, report")
-    pl.add_argument("--preset", default="default", help="'default' (the shipped configs) or 'smoke' (minutes)")
-    pl.add_argument("--workdir", default=".", help="where data/, runs/ and report.json go")
+    pl = sub.add_parser("pipeline", help="the main job end to end: generate data, train, evaluate, report")
+    pl.add_argument("--preset", default="default",
+                    help="'default' (the shipped configs, all six tasks), 'quick' (under 30 minutes on 2 CPU cores) "
+                         "or 'smoke' (minutes, checks the steps run)")
+    pl.add_argument("--workdir", default=None,
+                    help="where data/, runs/, checkpoints/, eval/ and report.json go (default runs/pipeline/<preset>)")
+    pl.add_argument("--workers", type=int, default=2, help="processes for data generation and evaluation")
     pl.set_defaults(func=_cmd_pipeline)
 
     sw = sub.add_parser("sweep", help="run a grid of configs and overrides; write a table of final metrics")

@@ -1,13 +1,16 @@
-"""The main job end to end on built-in defaults: generate data, train each stage, report.
+"""The main job end to end on built-in defaults: data, world model, experts and gate, closed-loop evaluation.
 
 Steps: the two data regimes (``demos``, ``wm_video``), stages 0-1
-(``experiments/world_model.yaml``), stage 2 (``experiments/harmowam.yaml``), and
-``report.json`` with every stage's final validation metrics.
+(``experiments/world_model.yaml``), stage 2 (``experiments/harmowam.yaml``), the
+``metaworld6`` evaluation of the trained policy beside the scripted and random
+references (``harmowam eval``), and ``report.json`` with every stage's final
+validation metrics and the evaluation summary.
 
-Every step skips work that is already done (a dataset folder with ``meta.json``, a
-run folder with an exported model), so a rerun after an interruption resumes.
-Stages run as ``lightning fit`` subprocesses of the shipped configs, exactly as a
-user would run them.
+Every step skips work that is already done (a dataset folder with ``meta.json``, an
+exported world model, a trained policy, finished evaluation episodes), so a rerun
+after an interruption resumes. Stages run as ``lightning fit`` subprocesses of the
+shipped configs, exactly as a user would run them. Each preset works in its own
+folder (``runs/pipeline/<preset>`` by default), so presets never mix their data.
 """
 
 from __future__ import annotations
@@ -19,25 +22,40 @@ from pathlib import Path
 from typing import Any
 
 from harmowam.sim.generate import PRESETS, GenerationConfig, generate
+from harmowam.sim.tasks import list_tasks
 from harmowam.sim.variations import SceneVariation
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 WORLD_MODEL_EXPORT = Path("checkpoints/world_model")  # where world_model.yaml exports, read by stage 2
 
-#: pipeline presets: data size per regime and extra `lightning` overrides per stage
+#: pipeline presets: tasks and episodes per regime, `lightning` overrides per stage, evaluation size
 PIPELINES: dict[str, dict[str, Any]] = {
-    "default": {"episodes": None, "world_model_overrides": [], "policy_overrides": []},
-    "smoke": {"episodes": 3,
+    # The shipped configs as they are (about 45 minutes of training on 2 CPU cores), 10 episodes per cell.
+    "default": {"tasks": None, "episodes": None, "world_model_overrides": [], "policy_overrides": [],
+                "eval": {"episodes": 10}},
+    # Under 30 minutes on 2 CPU cores: three tasks, 20 episodes per regime, short stages, 3 episodes per cell.
+    "quick": {"tasks": ["push", "drawer-open", "button-press-topdown"], "episodes": 20,
+              "world_model_overrides": ["--trainer.max_time=00:00:09:00", "--model.init_args.vae_steps=200",
+                                        "--trainer.val_check_interval=150"],
+              "policy_overrides": ["--trainer.max_time=00:00:07:00", "--trainer.val_check_interval=100"],
+              "eval": {"episodes": 3}},
+    # Minutes: checks that every step runs, nothing more.
+    "smoke": {"tasks": ["push", "drawer-open"], "episodes": 3,
               "world_model_overrides": ["--trainer.max_steps=30", "--model.init_args.vae_steps=15",
                                         "--trainer.val_check_interval=30", "--trainer.limit_val_batches=2"],
               "policy_overrides": ["--trainer.max_steps=10", "--trainer.val_check_interval=10",
-                                   "--trainer.limit_val_batches=2"]},
+                                   "--trainer.limit_val_batches=2"],
+              "eval": {"episodes": 1, "conditions": "in_domain,background", "max_steps": 30}},
 }
 
 
+def lightning_executable() -> Path:
+    """The ``lightning`` console script of this interpreter's environment."""
+    return Path(sys.executable).parent / "lightning"
+
+
 def _lightning(config: Path, workdir: Path, overrides: list[str]) -> None:
-    exe = Path(sys.executable).parent / "lightning"
-    cmd = [str(exe), "fit", "-c", str(config), *overrides]
+    cmd = [str(lightning_executable()), "fit", "-c", str(config), *overrides]
     print("$ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=workdir, check=True)
 
@@ -56,38 +74,51 @@ def final_metrics(run: Path) -> dict[str, float]:
     return {tag: acc.Scalars(tag)[-1].value for tag in acc.Tags()["scalars"]}
 
 
-def run_pipeline(workdir: str | Path = ".", preset: str = "default") -> dict[str, Any]:
+def default_workdir(preset: str) -> Path:
+    return Path("runs") / "pipeline" / preset
+
+
+def run_pipeline(workdir: str | Path | None = None, preset: str = "default", workers: int = 2) -> dict[str, Any]:
+    from harmowam.eval.runner import EvalConfig, PolicySpec, evaluate
+
     if preset not in PIPELINES:
         raise ValueError(f"unknown pipeline preset '{preset}'; presets: {', '.join(PIPELINES)}")
     spec = PIPELINES[preset]
-    workdir = Path(workdir).resolve()
-    data = workdir / "data"
+    workdir = Path(workdir if workdir is not None else default_workdir(preset)).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    tasks = spec["tasks"] or list_tasks()
+    print(f"[pipeline] preset '{preset}' in {workdir}: tasks {', '.join(tasks)}", flush=True)
     for regime, p in PRESETS.items():
-        out = data / regime
+        out = workdir / "data" / regime
         if (out / "meta.json").is_file():
             print(f"[data] {out} exists, skipping")
             continue
-        cfg = GenerationConfig(episodes=spec["episodes"] or p["episodes"], seed=p["seed"],
-                               variation=SceneVariation(**p["variation"]))
+        cfg = GenerationConfig(tasks=tasks, episodes=spec["episodes"] or p["episodes"], seed=p["seed"],
+                               variation=SceneVariation(**p["variation"]), workers=workers)
         generate(out, cfg, overwrite=True, preset=regime)
-    run = latest_run(workdir, "world_model")
     if not (workdir / WORLD_MODEL_EXPORT / "world_model.json").is_file():
         _lightning(EXPERIMENTS / "world_model.yaml", workdir, spec["world_model_overrides"])
-        run = latest_run(workdir, "world_model")
     else:
         print(f"[world model] {workdir / WORLD_MODEL_EXPORT} exists, skipping")
-    assert run is not None
+    run = latest_run(workdir, "world_model")
     policy_run = latest_run(workdir, "harmowam")
     if policy_run is None or not (policy_run / "checkpoints" / "last.ckpt").is_file():
         _lightning(EXPERIMENTS / "harmowam.yaml", workdir, spec["policy_overrides"])
         policy_run = latest_run(workdir, "harmowam")
     else:
         print(f"[policy] {policy_run} is trained, skipping")
-    assert policy_run is not None
-    report = {"world_model_run": str(run), "policy_run": str(policy_run)}
+    assert run is not None and policy_run is not None
+    ev = spec["eval"]
+    eval_cfg = EvalConfig(tasks=tasks, conditions=ev.get("conditions", "all"), episodes=ev["episodes"],
+                          max_steps=ev.get("max_steps"), workers=workers, out=workdir / "eval")
+    policies = [PolicySpec("checkpoint", path=str(policy_run / "checkpoints" / "last.ckpt"), name="harmowam"),
+                PolicySpec("scripted"), PolicySpec("random")]
+    summary = evaluate(policies, eval_cfg)
+    report: dict[str, Any] = {"preset": preset, "world_model_run": str(run), "policy_run": str(policy_run)}
     for key, r in (("world_model", run), ("policy", policy_run)):
         metrics = final_metrics(r)
         report[key] = {k: round(metrics[k], 5) for k in sorted(metrics) if k.startswith("val/")}
+    report["eval"] = {"out": summary["out"], "summary": summary["summary"], "speed": summary["speed"]}
     (workdir / "report.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1))
+    print(f"[pipeline] wrote {workdir / 'report.json'}; evaluation table: {workdir / 'eval' / 'results.md'}")
     return report

@@ -22,14 +22,13 @@ from __future__ import annotations
 import csv
 import itertools
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from harmowam.pipeline import final_metrics
+from harmowam.pipeline import final_metrics, lightning_executable
 
 
 @dataclass
@@ -70,7 +69,7 @@ def run_sweep(path: str | Path) -> Path:
     spec = load_sweep(path)
     out = Path(spec["output"])
     out.mkdir(parents=True, exist_ok=True)
-    exe = Path(sys.executable).parent / "lightning"
+    exe = lightning_executable()
     runs = plan(spec)
     for i, run in enumerate(runs, 1):
         run_dir = out / run.name / "version_0"

@@ -18,7 +18,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 import torchvision
 
 from harmowam.registry import build_component

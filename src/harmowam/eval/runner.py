@@ -22,7 +22,7 @@ from typing import Any
 from harmowam.eval.metrics import cell_metrics, summary_rows
 from harmowam.eval.policies import (REFERENCE_POLICIES, CheckpointPolicy, build_policy, check_instructions,
                                     check_shapes, default_policy_name, file_digest, read_policy_checkpoint)
-from harmowam.eval.records import EpisodeLog, check_manifest, record_key
+from harmowam.eval.records import EpisodeLog, check_manifest
 from harmowam.eval.suite import IN_DOMAIN, get_suite
 
 
