@@ -28,7 +28,9 @@ class Normalizer(nn.Module):
                 continue
             if key not in stats:
                 raise KeyError(f"no statistics for key '{key}'; the dataset has {sorted(stats)}")
-            s = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32) for k, v in stats[key].items()}
+            # statistics may arrive as arrays, lists or tensors on any device (a checkpoint mapped to CUDA)
+            s = {k: v.detach().float().cpu() if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v), dtype=torch.float32)
+                 for k, v in stats[key].items()}
             if mode == "mean_std":
                 offset, scale = s["mean"], s["std"]
             else:
