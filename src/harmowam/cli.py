@@ -224,6 +224,9 @@ def harmowam_main(argv: Sequence[str] | None = None) -> int:
         # Known bad input: one clear line, not a traceback.
         print(f"harmowam: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("harmowam: interrupted; finished work is kept, rerun the same command to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
