@@ -200,6 +200,17 @@ def speed(records: list[dict[str, Any]], policies: list[str]) -> dict[str, dict[
     return table
 
 
+def json_safe(value: Any) -> Any:
+    """NaN (an undefined rate: no episode, or no transit) as null, so the JSON is standard."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def write_report(records: list[dict[str, Any]], policies: list[str], tasks: list[str], conditions: list[str],
                  out: Path, wall_s: float = 0.0, ran: int = 0) -> dict[str, Any]:
     """results.csv (per cell), summary.csv (Table 3), results.md (both), speed; returns the summary."""
@@ -245,6 +256,7 @@ def write_report(records: list[dict[str, Any]], policies: list[str], tasks: list
     (out / "results.md").write_text("\n".join(lines) + "\n")
     summary = {"summary": rows, "cells": {"/".join(k): v for k, v in cells.items()}, "speed": sp,
                "episodes": len(records), "out": str(out)}
+    summary = json_safe(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print("\n".join(lines), flush=True)
     return summary
