@@ -45,7 +45,7 @@ PIPELINES: dict[str, dict[str, Any]] = {
                                         "--trainer.val_check_interval=30", "--trainer.limit_val_batches=2"],
               "policy_overrides": ["--trainer.max_steps=10", "--trainer.val_check_interval=10",
                                    "--trainer.limit_val_batches=2"],
-              "eval": {"episodes": 1, "conditions": "in_domain,background", "max_steps": 30}},
+              "eval": {"episodes": 1, "conditions": "in_domain,background", "max_steps": 100}},
 }
 
 
