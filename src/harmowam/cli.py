@@ -99,21 +99,24 @@ def _cmd_eval(ns: argparse.Namespace) -> int:
     from harmowam.eval.policies import REFERENCE_POLICIES, default_policy_name
     from harmowam.eval.runner import EvalConfig, PolicySpec, evaluate
 
-    specs = []
-    if ns.ckpt:
-        specs.append(PolicySpec("checkpoint", path=ns.ckpt, name=ns.name, n_action_steps=ns.n_action_steps,
-                                device=ns.device))
+    ckpts = ns.ckpt or []
+    names = ns.name or []
+    if names and len(names) != len(ckpts):
+        raise ValueError(f"give one --name per --ckpt ({len(ckpts)} checkpoints, {len(names)} names)")
+    specs = [PolicySpec("checkpoint", path=c, name=names[i] if names else None, n_action_steps=ns.n_action_steps,
+                        device=ns.device) for i, c in enumerate(ckpts)]
     references = [p for p in (ns.policy or "").split(",") if p]
-    if ns.ckpt and not ns.policy and not ns.no_reference:
+    if ckpts and not ns.policy and not ns.no_reference:
         references = list(REFERENCE_POLICIES)  # every table carries its own sanity check
     specs += [PolicySpec(p) for p in references]
     out = ns.out
     if out is None:
-        ckpt = Path(ns.ckpt) if ns.ckpt else None
+        ckpt = Path(ckpts[0]) if len(ckpts) == 1 else None
         if ckpt is not None and ckpt.parent.name == "checkpoints":
             out = ckpt.parent.parent / "eval" / ns.suite
         else:
-            out = Path("runs/eval") / (default_policy_name(ckpt) if ckpt else "reference") / ns.suite
+            label = default_policy_name(ckpt) if ckpt else "comparison" if ckpts else "reference"
+            out = Path("runs/eval") / label / ns.suite
     cfg = EvalConfig(suite=ns.suite, conditions=ns.conditions, tasks=ns.tasks, episodes=ns.episodes,
                      max_steps=ns.max_steps, workers=ns.workers, videos=ns.videos, camera=ns.camera,
                      image_size=ns.image_size, out=out, timelines=not ns.no_timelines)
@@ -182,8 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.set_defaults(func=_cmd_sweep)
 
     ev = sub.add_parser("eval", help="closed-loop success rates of a checkpoint on a suite of tasks x conditions")
-    ev.add_argument("--ckpt", default=None, help="a stage-2 policy checkpoint (.ckpt)")
-    ev.add_argument("--name", default=None, help="the checkpoint's row name (default: from its run folder)")
+    ev.add_argument("--ckpt", action="append", default=None,
+                    help="a stage-2 policy checkpoint (.ckpt); repeat it to compare several in one table")
+    ev.add_argument("--name", action="append", default=None,
+                    help="a checkpoint's row name, one per --ckpt (default: from its run folder)")
     ev.add_argument("--policy", default=None,
                     help="reference policies to evaluate, comma-separated: scripted, random (with --ckpt: both, "
                          "unless --no-reference)")

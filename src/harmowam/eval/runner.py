@@ -93,6 +93,9 @@ def prepare_policies(specs: list[PolicySpec], suite_name: str, tasks: list[str])
             check_shapes(spec.path, read_policy_checkpoint(spec.path)["hyper_parameters"], suite)
             policy = CheckpointPolicy(spec.path, d["name"], spec.n_action_steps, "cpu")
             check_instructions(policy, tasks)
+            if image_size is not None and policy.image_size != image_size:
+                raise ValueError(f"checkpoints observe different image sizes ({image_size} and {policy.image_size} for "
+                                 f"'{d['name']}'): evaluate them separately")
             image_size = policy.image_size
             d["path"] = str(Path(spec.path).resolve())
             fingerprints[d["name"]] = {"kind": "checkpoint", "sha256": file_digest(spec.path),
