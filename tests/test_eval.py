@@ -197,6 +197,8 @@ def test_bad_requests_fail_before_any_rollout(tmp_path, tiny_world_model_run, ti
                    str(tmp_path / "cli")], cwd=tmp_path)
     assert res.returncode == 2 and "unknown condition of suite 'metaworld6': weather" in res.stderr
     assert "Traceback" not in res.stderr
+    res = run_cli(["harmowam", "eval", "--ckpt", "a.ckpt", "--ckpt", "b.ckpt", "--name", "a"], cwd=tmp_path)
+    assert res.returncode == 2 and "one --name per --ckpt (2 checkpoints, 1 names)" in res.stderr
 
 
 def test_checkpoint_policy_acts_in_closed_loop_and_records_its_experts(tmp_path, tiny_policy_ckpt):
