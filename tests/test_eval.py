@@ -66,6 +66,22 @@ def test_position_condition_is_outside_the_demonstrations_and_inside_the_video_r
     assert min(xs) < centre < max(xs), "both sides of the range are used"
 
 
+def test_object_shapes_of_evaluation_are_in_no_training_regime():
+    from harmowam.sim.generate import run_episode
+    from harmowam.sim.variations import OBJECT_SHAPE_PALETTES, SceneVariation
+
+    assert not set(OBJECT_SHAPE_PALETTES["train"]) & set(OBJECT_SHAPE_PALETTES["test"])
+    video = SceneVariation(**PRESETS["wm_video"]["variation"])
+    shapes = [video.shape_for("push", seed) for seed in range(20)]
+    assert set(shapes) == set(OBJECT_SHAPE_PALETTES["train"])  # the video shows pucks and spheres
+    assert {video.shape_for("drawer-open", seed) for seed in range(5)} == {None}  # no swappable object there
+    evaluated = SceneVariation(**SUITE.conditions["object"].variation_for("push"))
+    assert {evaluated.shape_for("push", SUITE.episode_seed("push", k)) for k in range(5)} == {"cube"}
+    seed = shapes.index("sphere")
+    episode = run_episode("push", seed, 32, "corner4", 150, PRESETS["wm_video"]["variation"])
+    assert episode["success"], "the scripted expert pushes the sphere too"
+
+
 def test_evaluation_seeds_are_disjoint_from_training_seeds():
     # generation draws seed + SEED_STRIDE * task + k for k < 3 * episodes + 10 (its retry limit)
     generous = 3 * 10_000 + 10

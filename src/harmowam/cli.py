@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-steps", type=int, default=200)
     g.add_argument("--background", default=None, help="background palette: train or test")
     g.add_argument("--object-color", default=None, help="object colour palette: train or test")
-    g.add_argument("--object-shape", default=None, help="object shape for push and pick-place: cube or sphere")
+    g.add_argument("--object-shape", default=None, help="object shape for push and pick-place: cube, sphere, or a shape palette (train, test)")
     g.add_argument("--position-scale", type=float, default=None, help="scale of the object/goal reset range")
     g.add_argument("--position-exclude", type=float, default=None,
                    help="keep the object outside this central fraction of its range (e.g. 0.5)")

@@ -28,8 +28,9 @@ def hand_object_distance(env_obs: np.ndarray) -> float:
 def reset_scene(task: str, variation: dict[str, Any], seed: int, image_size: int = 64, camera: str = "corner4"
                 ) -> tuple[Any, np.ndarray]:
     """The environment of ``task`` reset under ``variation`` for ``seed``: the same seed gives the same scene."""
-    env = cached_env(task, image_size, camera, variation.get("object_shape"))
-    SceneVariation(**variation).apply(env, np.random.default_rng(seed), (get_task(task).object_body,))
+    scene = SceneVariation(**variation)
+    env = cached_env(task, image_size, camera, scene.shape_for(task, seed))
+    scene.apply(env, np.random.default_rng(seed), (get_task(task).object_body,))
     return env, reset_env(env, seed)
 
 

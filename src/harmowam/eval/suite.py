@@ -9,7 +9,8 @@ The conditions of ``metaworld6`` are defined against the two data regimes of
 - ``position``: object (or goal) positions outside the demonstrations' central range but
   inside the whole range that the ``wm_video`` regime covers;
 - ``object``: object colours from the ``test`` palette, and for the puck tasks (push,
-  pick-place) a cube instead of the puck: neither shape nor colour is in any training data.
+  pick-place) a shape from the ``test`` shape palette (a cube; the video has pucks and
+  spheres): neither shape nor colour is in any training data.
 
 Seeds are paired across conditions: episode *k* of a task has the same seed under
 every condition, so a condition's drop from in-domain compares like with like. They
@@ -38,11 +39,9 @@ class Condition:
     variation: dict[str, Any] = field(default_factory=dict)  # SceneVariation keyword arguments
 
     def variation_for(self, task: str) -> dict[str, Any]:
-        """This condition's scene variation for ``task`` (a shape swap only where the task has a swappable object)."""
-        variation = dict(self.variation)
-        if get_task(task).object_geom is None:
-            variation.pop("object_shape", None)
-        return variation
+        """This condition's scene variation for ``task`` (SceneVariation keyword arguments)."""
+        get_task(task)
+        return dict(self.variation)
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,7 @@ def _metaworld6() -> Suite:
                                   {"position_scale": PRESETS["wm_video"]["variation"]["position_scale"],
                                    "position_exclude": demo_scale}),
             "object": Condition("object", "an unseen object colour; a cube instead of the puck where there is one",
-                                {**demos, "object_color": "test", "object_shape": "cube"}),
+                                {**demos, "object_color": "test", "object_shape": "test"}),
         },
     )
 

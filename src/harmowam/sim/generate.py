@@ -28,7 +28,8 @@ SEED_STRIDE = 1_000_003
 #: named data regimes: the narrow demonstrations and the broad action-free video
 PRESETS: dict[str, dict[str, Any]] = {
     "demos": {"variation": {"position_scale": 0.5}, "episodes": 50, "seed": 0},
-    "wm_video": {"variation": {"background": "train", "object_color": "train", "position_scale": 1.0},
+    "wm_video": {"variation": {"background": "train", "object_color": "train", "object_shape": "train",
+                               "position_scale": 1.0},
                  "episodes": 50, "seed": 500_000},
 }
 
@@ -54,8 +55,8 @@ class GenerationConfig:
 def run_episode(task: str, seed: int, image_size: int, camera: str, max_steps: int,
                 variation: dict[str, Any]) -> dict[str, Any]:
     """Roll out the scripted expert once; returns arrays and whether it succeeded."""
-    env = cached_env(task, image_size, camera, variation.get("object_shape"))
     policy, var = expert_policy(task), SceneVariation(**variation)
+    env = cached_env(task, image_size, camera, var.shape_for(task, seed))
     var.apply(env, np.random.default_rng(seed), (get_task(task).object_body,))
     obs = reset_env(env, seed)
     images, states, env_states, actions = [], [], [], []

@@ -37,6 +37,8 @@ OBJECT_SHAPES: dict[str, tuple[str, tuple[float, float, float]]] = {
     "cube": ("box", (0.02, 0.02, 0.02)),
     "sphere": ("sphere", (0.022, 0.0, 0.0)),
 }
+#: shape palettes, like the colour palettes: None is the task's own object. 'train' and 'test' share no shape.
+OBJECT_SHAPE_PALETTES: dict[str, tuple[str | None, ...]] = {"train": (None, "sphere"), "test": ("cube",)}
 
 BACKGROUND_BODIES = ("tablelink", "RetainingWall")
 BACKGROUND_GEOMS = ("floor",)
@@ -48,7 +50,9 @@ class SceneVariation:
 
     ``background`` and ``object_color`` name a palette (``train`` or ``test``): each
     episode draws its colours from it with the episode's seed. ``object_shape`` names an
-    entry of :data:`OBJECT_SHAPES` (build-time, for tasks with a swappable object geom).
+    entry of :data:`OBJECT_SHAPES` or a palette of :data:`OBJECT_SHAPE_PALETTES` (drawn per
+    episode); it applies to tasks with a swappable object geom and is ignored by the others.
+    A shape is build-time: :meth:`shape_for` says which environment an episode needs.
     ``position_scale`` scales the random reset box (object and goal) about its centre;
     ``position_offset`` shifts the object's x and y (metres). ``position_exclude`` keeps
     the first varying coordinate of the reset vector (the object's x, or the goal's where
@@ -65,7 +69,7 @@ class SceneVariation:
 
     def __post_init__(self) -> None:
         for key, palettes in (("background", PALETTES), ("object_color", OBJECT_PALETTES),
-                              ("object_shape", OBJECT_SHAPES)):
+                              ("object_shape", {**OBJECT_SHAPES, **OBJECT_SHAPE_PALETTES})):
             value = getattr(self, key)
             if value is not None and value not in palettes:
                 raise ValueError(f"unknown {key} '{value}'. Choose from: {', '.join(palettes)}")
@@ -77,6 +81,18 @@ class SceneVariation:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def shape_for(self, task: str, seed: int) -> str | None:
+        """The object shape of episode ``seed`` of ``task`` (None: the task's own object)."""
+        from harmowam.sim.tasks import get_task
+
+        if self.object_shape is None or get_task(task).object_geom is None:
+            return None
+        if self.object_shape in OBJECT_SHAPE_PALETTES:
+            choices = OBJECT_SHAPE_PALETTES[self.object_shape]
+            # its own stream, so that adding shapes leaves the colour draws of apply() unchanged
+            return choices[np.random.default_rng([seed, 1]).integers(len(choices))]
+        return self.object_shape
 
     # -- application ------------------------------------------------------------------------
     def apply(self, env: Any, rng: np.random.Generator, task_object_bodies: tuple[str, ...] = ()) -> None:
