@@ -15,7 +15,7 @@ import math
 import multiprocessing as mp
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,6 @@ class PolicySpec:
     name: str | None = None
     n_action_steps: int | None = None
     device: str = "cpu"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "name": self.name, "n_action_steps": self.n_action_steps,
