@@ -20,9 +20,8 @@ from conftest import run_cli
 from harmowam.eval import EvalConfig, PolicySpec, evaluate, get_suite
 from harmowam.eval.metrics import SuccessRate, cell_metrics, summary_rows
 from harmowam.eval.records import EpisodeLog
-from harmowam.eval.rollout import reset_scene
 from harmowam.eval.suite import EVAL_SEED_BASE, MAX_EPISODES
-from harmowam.sim.env import render
+from harmowam.sim.env import render, reset_scene
 from harmowam.sim.generate import PRESETS, SEED_STRIDE
 from harmowam.sim.tasks import list_tasks
 

@@ -15,23 +15,8 @@ import numpy as np
 
 from harmowam.eval.pictures import gate_timeline, write_video
 from harmowam.eval.policies import EvalPolicy
-from harmowam.sim.env import cached_env, render, reset_env
+from harmowam.sim.env import render, reset_scene
 from harmowam.sim.tasks import get_task
-from harmowam.sim.variations import SceneVariation
-
-
-def hand_object_distance(env_obs: np.ndarray) -> float:
-    """Hand position ``obs[0:3]`` to the first object's position ``obs[4:7]`` (metres)."""
-    return float(np.linalg.norm(env_obs[0:3] - env_obs[4:7]))
-
-
-def reset_scene(task: str, variation: dict[str, Any], seed: int, image_size: int = 64, camera: str = "corner4"
-                ) -> tuple[Any, np.ndarray]:
-    """The environment of ``task`` reset under ``variation`` for ``seed``: the same seed gives the same scene."""
-    scene = SceneVariation(**variation)
-    env = cached_env(task, image_size, camera, scene.shape_for(task, seed))
-    scene.apply(env, np.random.default_rng(seed), (get_task(task).object_body,))
-    return env, reset_env(env, seed)
 
 
 def run_episode(policy: EvalPolicy, task: str, condition: str, variation: dict[str, Any], episode: int, seed: int,

@@ -105,6 +105,18 @@ def reset_env(env: Any, seed: int) -> np.ndarray:
     return obs
 
 
+def reset_scene(task: str, variation: dict[str, Any], seed: int, image_size: int = 64,
+                camera: str = DEFAULT_CAMERA) -> tuple[Any, np.ndarray]:
+    """The cached environment of ``task`` reset under ``variation`` (SceneVariation keyword arguments) for
+    ``seed``; returns it and the first observation. The same seed gives the same scene."""
+    from harmowam.sim.variations import SceneVariation
+
+    scene = SceneVariation(**variation)
+    env = cached_env(task, image_size, camera, scene.shape_for(task, seed))
+    scene.apply(env, np.random.default_rng(seed), (get_task(task).object_body,))
+    return env, reset_env(env, seed)
+
+
 def render(env: Any) -> np.ndarray:
     """The current frame, upright (MuJoCo's offscreen image is upside down)."""
     return np.ascontiguousarray(env.render()[::-1])

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from harmowam.data.format import EpisodeWriter
-from harmowam.sim.env import DEFAULT_CAMERA, cached_env, expert_policy, render, reset_env
+from harmowam.sim.env import DEFAULT_CAMERA, expert_policy, render, reset_scene
 from harmowam.sim.tasks import get_task, list_tasks
 from harmowam.sim.variations import SceneVariation
 
@@ -55,10 +55,8 @@ class GenerationConfig:
 def run_episode(task: str, seed: int, image_size: int, camera: str, max_steps: int,
                 variation: dict[str, Any]) -> dict[str, Any]:
     """Roll out the scripted expert once; returns arrays and whether it succeeded."""
-    policy, var = expert_policy(task), SceneVariation(**variation)
-    env = cached_env(task, image_size, camera, var.shape_for(task, seed))
-    var.apply(env, np.random.default_rng(seed), (get_task(task).object_body,))
-    obs = reset_env(env, seed)
+    policy = expert_policy(task)
+    env, obs = reset_scene(task, variation, seed, image_size, camera)
     images, states, env_states, actions = [], [], [], []
     success = False
     for _ in range(max_steps):
