@@ -30,7 +30,7 @@ SUITE = get_suite("metaworld6")
 
 
 def _scene(task: str, condition: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    env, obs = reset_scene(task, SUITE.conditions[condition].variation_for(task), seed, image_size=64)
+    env, obs = reset_scene(task, SUITE.conditions[condition].variation, seed, image_size=64)
     return render(env).astype(np.float32), obs
 
 
@@ -57,7 +57,7 @@ def test_position_condition_is_outside_the_demonstrations_and_inside_the_video_r
     lo, hi = full.low[0], full.high[0]  # the puck's x
     demo_half = (hi - lo) / 2 * PRESETS["demos"]["variation"]["position_scale"]
     centre = (lo + hi) / 2
-    xs = [reset_scene("push", SUITE.conditions["position"].variation_for("push"), SUITE.episode_seed("push", k))[1][4]
+    xs = [reset_scene("push", SUITE.conditions["position"].variation, SUITE.episode_seed("push", k))[1][4]
           for k in range(8)]
     for x in xs:
         assert lo - 1e-6 <= x <= hi + 1e-6
@@ -74,7 +74,7 @@ def test_object_shapes_of_evaluation_are_in_no_training_regime():
     shapes = [video.shape_for("push", seed) for seed in range(20)]
     assert set(shapes) == set(OBJECT_SHAPE_PALETTES["train"])  # the video shows pucks and spheres
     assert {video.shape_for("drawer-open", seed) for seed in range(5)} == {None}  # no swappable object there
-    evaluated = SceneVariation(**SUITE.conditions["object"].variation_for("push"))
+    evaluated = SceneVariation(**SUITE.conditions["object"].variation)
     assert {evaluated.shape_for("push", SUITE.episode_seed("push", k)) for k in range(5)} == {"cube"}
     seed = shapes.index("sphere")
     episode = run_episode("push", seed, 32, "corner4", 150, PRESETS["wm_video"]["variation"])

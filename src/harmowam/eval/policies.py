@@ -64,11 +64,11 @@ class CheckpointPolicy:
     needs_image = True
 
     def __init__(self, path: str | Path, name: str = "policy", n_action_steps: int | None = None,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", suite: Suite | None = None) -> None:
         import torch
 
         self.name = name
-        self.module = load_policy_checkpoint(path, map_location=device).eval()
+        self.module = load_policy_checkpoint(path, map_location=device, suite=suite).eval()
         if n_action_steps is not None:
             if not 1 <= n_action_steps <= self.module.hparams.action_horizon:
                 raise ValueError(f"n_action_steps must be in [1, {self.module.hparams.action_horizon}] (the checkpoint's "
@@ -119,10 +119,13 @@ def check_shapes(path: str | Path, hparams: dict[str, Any], suite: Suite) -> Non
             raise ValueError(f"checkpoint '{path}' has {key}={have}, suite '{suite.name}' needs {want}")
 
 
-def load_policy_checkpoint(path: str | Path, map_location: str = "cpu") -> Any:
+def load_policy_checkpoint(path: str | Path, map_location: str = "cpu", suite: Suite | None = None) -> Any:
+    """The policy of a stage-2 checkpoint; with ``suite``, its shapes are checked before its weights load."""
     from harmowam.policy_module import PolicyModule
 
-    read_policy_checkpoint(path)
+    ckpt = read_policy_checkpoint(path)
+    if suite is not None:
+        check_shapes(path, ckpt["hyper_parameters"], suite)
     return PolicyModule.load_from_checkpoint(path, map_location=map_location)
 
 

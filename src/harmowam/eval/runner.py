@@ -21,8 +21,8 @@ from typing import Any
 
 from harmowam.eval.metrics import cell_metrics, summary_rows
 from harmowam.eval.policies import (REFERENCE_POLICIES, CheckpointPolicy, build_policy, check_instructions,
-                                    check_shapes, default_policy_name, file_digest, read_policy_checkpoint)
-from harmowam.eval.records import EpisodeLog, check_manifest
+                                    default_policy_name, file_digest)
+from harmowam.eval.records import EpisodeLog, check_manifest, record_key
 from harmowam.eval.suite import IN_DOMAIN, get_suite
 
 
@@ -89,8 +89,7 @@ def prepare_policies(specs: list[PolicySpec], suite_name: str, tasks: list[str])
         d = spec.as_dict()
         if spec.kind == "checkpoint":
             d["name"] = spec.name or default_policy_name(spec.path)
-            check_shapes(spec.path, read_policy_checkpoint(spec.path)["hyper_parameters"], suite)
-            policy = CheckpointPolicy(spec.path, d["name"], spec.n_action_steps, "cpu")
+            policy = CheckpointPolicy(spec.path, d["name"], spec.n_action_steps, "cpu", suite=suite)
             check_instructions(policy, tasks)
             if image_size is not None and policy.image_size != image_size:
                 raise ValueError(f"checkpoints observe different image sizes ({image_size} and {policy.image_size} for "
@@ -128,6 +127,9 @@ def evaluate(policies: list[PolicySpec], cfg: EvalConfig, progress: bool = True)
                                        "image_size": image_size, "policies": fingerprints})
     log = EpisodeLog(out / "episodes.jsonl")
     done = log.finished()
+
+    def selected(key: tuple[str, str, str, int]) -> bool:  # policy, task, condition, episode
+        return key[0] in fingerprints and key[1] in tasks and key[2] in conditions and key[3] < cfg.episodes
     jobs = []
     for spec in specs:  # checkpoints first: their episodes are the long ones
         for task in tasks:
@@ -138,17 +140,15 @@ def evaluate(policies: list[PolicySpec], cfg: EvalConfig, progress: bool = True)
                     stem = f"{spec['name']}/{task}_{condition}_{k:03d}"
                     jobs.append({"policy": spec, "task": task, "condition": condition, "episode": k,
                                  "seed": suite.episode_seed(task, k),
-                                 "variation": suite.conditions[condition].variation_for(task),
+                                 "variation": suite.conditions[condition].variation,
                                  "max_steps": max_steps, "image_size": image_size, "camera": cfg.camera,
                                  "video": str(out / "videos" / f"{stem}.gif") if k < cfg.videos else None,
                                  "timeline": str(out / "timelines" / f"{stem}.png") if cfg.timelines else None})
-    total = len(jobs) + sum(1 for key in done if key[0] in fingerprints and key[1] in tasks and key[2] in conditions
-                            and key[3] < cfg.episodes)
+    total = len(jobs) + sum(1 for key in done if selected(key))
     print(f"[eval] {suite.name}: {len(specs)} policies x {len(tasks)} tasks x {len(conditions)} conditions x "
           f"{cfg.episodes} episodes = {total}; {total - len(jobs)} already in {log.path}, {len(jobs)} to run", flush=True)
     wall = _run_jobs(jobs, log, cfg, out, progress)
-    records = [r for r in log if r["policy"] in fingerprints and r["task"] in tasks and r["condition"] in conditions
-               and r["episode"] < cfg.episodes]
+    records = [r for r in log if selected(record_key(r))]
     return write_report(records, [s["name"] for s in specs], tasks, conditions, out, wall, len(jobs))
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harmowam.sim.generate import PRESETS, SEED_STRIDE
-from harmowam.sim.tasks import get_task, list_tasks
+from harmowam.sim.tasks import list_tasks
 
 #: evaluation seeds start here; data generation uses preset seed + SEED_STRIDE * task + k, far below
 EVAL_SEED_BASE = 1_000_000_000
@@ -36,12 +36,8 @@ IN_DOMAIN = "in_domain"
 class Condition:
     name: str
     description: str
-    variation: dict[str, Any] = field(default_factory=dict)  # SceneVariation keyword arguments
-
-    def variation_for(self, task: str) -> dict[str, Any]:
-        """This condition's scene variation for ``task`` (SceneVariation keyword arguments)."""
-        get_task(task)
-        return dict(self.variation)
+    #: SceneVariation keyword arguments; a shape applies only to tasks with a swappable object
+    variation: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
