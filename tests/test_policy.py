@@ -90,20 +90,25 @@ def test_reactive_expert_rejects_a_chunk_its_frames_cannot_cover():
         expert.predict(ctx)
 
 
-def test_process_adaptive_gate_learns_labels_and_switches_hard():
-    gate = harmowam.create_gate("process_adaptive", shapes=PolicyShapes(image_token_dim=32))
+@pytest.mark.parametrize("use_state", [False, True])
+def test_process_adaptive_gate_learns_labels_and_switches_hard(use_state):
+    gate = harmowam.create_gate("process_adaptive", shapes=PolicyShapes(image_token_dim=32), use_state=use_state)
     torch.manual_seed(0)
-    tokens = torch.randn(16, 8, 32)
-    labels = (tokens[:, :, 0].mean(1) > 0).float()
+    tokens, state = torch.randn(16, 8, 32), torch.randn(16, 4)
+    # with the state, the label is the hand's first coordinate: invisible in the tokens
+    labels = ((state[:, 0] > 0) if use_state else (tokens[:, :, 0].mean(1) > 0)).float()
     opt = torch.optim.AdamW(gate.parameters(), lr=1e-2)
     for _ in range(60):
-        loss = gate.loss(tokens, labels)
+        loss = gate.loss(tokens, labels, state)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    w = gate.weights(tokens)
+    w = gate.weights(tokens, state)
     assert set(w.unique().tolist()) <= {0.0, 1.0}
     assert (w == labels).float().mean() > 0.9
+    if use_state:
+        with pytest.raises(ValueError, match="no state"):
+            gate.weights(tokens)
 
 
 def _policy(world_model, experts, gate, tmp_path) -> PolicyModule:

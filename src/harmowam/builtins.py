@@ -26,10 +26,11 @@ def harmowam_register_instruction_encoders() -> dict[str, Callable]:
 
 @hookimpl
 def harmowam_register_experts() -> dict[str, Callable]:
+    from harmowam.experts.behavior_cloning import BehaviorCloningExpert
     from harmowam.experts.predictive import PredictiveExpert
     from harmowam.experts.reactive import ReactiveExpert
 
-    return {"predictive": PredictiveExpert, "reactive": ReactiveExpert}
+    return {"predictive": PredictiveExpert, "reactive": ReactiveExpert, "behavior_cloning": BehaviorCloningExpert}
 
 
 @hookimpl

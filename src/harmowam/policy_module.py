@@ -13,7 +13,17 @@ registered expert (a third-party one too) can fill a role.
 
 Inference follows LeRobot's policy contract: ``predict_action_chunk``,
 ``select_action`` with an action queue, and ``reset``. The gate runs first and
-only the routed expert runs, with only the world-model outputs it needs.
+only the routed expert runs, with only the world-model outputs it needs. The gate is
+read at every control step: when the routed expert changes, the queued actions are
+dropped and the new expert plans.
+
+Training recipe (the one image diffusion policies need): the frozen world model's
+outputs come from a cache computed once per world model and data folder
+(``world_model_cache``); an exponential moving average of the weights is what
+validation, checkpoints and inference use (``ema_decay``); AdamW without weight decay
+on norms, biases and embeddings; linear warm-up then cosine decay; random-shift image
+augmentation (``image_shift``) and optional colour jitter (``color_jitter``), in
+training only. Clip gradients with the trainer's ``gradient_clip_val``.
 """
 
 from __future__ import annotations
@@ -26,13 +36,18 @@ import torch
 import torchmetrics
 from torch import nn
 
+from harmowam.data.augment import color_jitter, random_shift
 from harmowam.data.normalization import Normalizer
 from harmowam.experts.base import FEATURES, FRAMES, ExpertContext, PolicyShapes
 from harmowam.experts.image_encoder import ImageTokenEncoder
 from harmowam.gates.base import PREDICTIVE, REACTIVE
 from harmowam.registry import REGISTRY, build_component, component_name
-from harmowam.world_models.base import WorldModelOutput
+from harmowam.training import ExponentialMovingAverage, decay_and_no_decay, warmup_cosine
+from harmowam.world_models.base import WorldModelOutput, to_unit_range
 from harmowam.world_models.loading import load_world_model
+from harmowam.world_models.output_cache import CacheOptions, WorldModelOutputCache
+
+DEFAULT_CACHE_DIR = "cache/world_model_outputs"
 
 ROLES = (PREDICTIVE, REACTIVE)
 
@@ -54,9 +69,19 @@ class PolicyModule(L.LightningModule):
         lr: float = 3e-4,
         weight_decay: float = 0.01,
         warmup_steps: int = 50,
+        lr_schedule: str = "cosine",
+        ema_decay: float | None = 0.995,
+        image_shift: int = 4,
+        color_jitter: float = 0.0,
+        world_model_cache: dict[str, Any] | bool = True,
+        world_model_steps: int | None = None,
         n_action_steps: int = 8,
+        gate_every_step: bool = True,
         val_sample_batches: int = 2,
     ) -> None:
+        """``world_model_cache``: True (defaults), False (sample the world model for every batch) or options
+        ``{dir, samples_per_frame, feature_tokens}``; ``world_model_steps``: denoising steps for the features
+        and frames in training and inference (None: the world model's own; 1: a single step)."""
         super().__init__()
         self.save_hyperparameters()
         experts = experts if experts is not None else {PREDICTIVE: "predictive", REACTIVE: "reactive"}
@@ -91,7 +116,18 @@ class PolicyModule(L.LightningModule):
                              f"{sorted(self.experts)}")
         if wm is None and any(e.needs for e in self.experts.values()):
             raise ValueError("an expert needs the world model's outputs: set 'world_model' to a stage-1 checkpoint")
+        if lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got '{lr_schedule}'")
+        if isinstance(world_model_cache, dict):
+            unknown = set(world_model_cache) - {"dir", "samples_per_frame", "feature_tokens", "seed"}
+            if unknown:
+                raise ValueError(f"world_model_cache: unknown keys {sorted(unknown)}; keys are dir, samples_per_frame, "
+                                 "feature_tokens, seed")
         self.normalizer: Normalizer | None = None
+        self._cache: WorldModelOutputCache | None = None
+        self._ema: ExponentialMovingAverage | None = None
+        self._ema_restore: dict[str, Any] | None = None  # EMA state from a resumed checkpoint
+        self._ema_backup: dict[str, torch.Tensor] | None = None  # training weights while the EMA is swapped in
         self._val = nn.ModuleDict({f"{r}_action_mse": torchmetrics.MeanSquaredError() for r in self.experts})
         self._val["policy_action_mse"] = torchmetrics.MeanSquaredError()
         self._val["gate_accuracy"] = torchmetrics.classification.BinaryAccuracy()
@@ -105,6 +141,9 @@ class PolicyModule(L.LightningModule):
             return
         dm.setup(stage)
         spec = dm.spec
+        if spec.num_history != 1:
+            raise ValueError(f"data.num_history={spec.num_history}, but the experts and gate read one observation: "
+                             "set data.num_history: 1")
         if spec.action_horizon != self.hparams.action_horizon:
             raise ValueError(f"data.action_horizon={spec.action_horizon} but model.action_horizon="
                              f"{self.hparams.action_horizon}; they must match")
@@ -124,8 +163,23 @@ class PolicyModule(L.LightningModule):
             checkpoint["hyper_parameters"]["world_model"] = self.world_model.get_config()
         n = self.normalizer
         checkpoint["normalizer"] = {"modes": n.modes, "buffers": {k: v.cpu() for k, v in n.state_dict().items()}}
+        if self._ema is not None:
+            # The state dict holds the averaged weights (what inference loads); the training weights travel beside.
+            params = dict(self.named_parameters())
+            training = {k: (self._ema_backup or {}).get(k, params[k].detach()).cpu().clone() for k in self._ema.names}
+            for k in self._ema.names:
+                checkpoint["state_dict"][k] = self._ema.shadow[k].detach().cpu().clone()
+            checkpoint["ema"] = {"decay": self._ema.decay, "num_updates": self._ema.num_updates,
+                                 "training_weights": training}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        ema = checkpoint.get("ema")
+        if ema is not None and self._trainer is not None and self._trainer.state.fn == "fit":
+            # resuming a fit: continue from the training weights, keep the average as the EMA's state
+            sd = checkpoint["state_dict"]
+            self._ema_restore = {"decay": ema["decay"], "num_updates": ema["num_updates"],
+                                 "shadow": {k: sd[k].clone() for k in ema["training_weights"]}}
+            sd.update(ema["training_weights"])
         saved = checkpoint.get("normalizer")
         if saved is not None:
             stats: dict[str, dict[str, Any]] = {}
@@ -152,12 +206,59 @@ class PolicyModule(L.LightningModule):
     def _imagine(self, ctx: ExpertContext, needs: set[str]) -> WorldModelOutput | None:
         if not needs or self.world_model is None:
             return None
-        return self.world_model.predict(ctx.image, ctx.instructions, decode=FRAMES in needs, features=FEATURES in needs)
+        return self.world_model.predict(ctx.image, ctx.instructions, decode=FRAMES in needs, features=FEATURES in needs,
+                                        num_steps=self.hparams.world_model_steps)
 
-    def _train_context(self, batch: dict[str, Any]) -> ExpertContext:
-        ctx = self._base_context(batch["image"][:, -1], batch["state"][:, -1], batch["instruction"])
-        ctx.future_frames = batch["future_image"]
-        ctx.world_model = self._imagine(ctx, self._needs(training=True))
+    def output_cache(self) -> WorldModelOutputCache | None:
+        """The world model's outputs for every frame of the training data (built on first use), or None."""
+        opts = self.hparams.world_model_cache
+        needs = self._needs(training=True)
+        if opts is False or self.world_model is None or not needs or self._trainer is None:
+            return None
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None or not getattr(dm, "stores", None):
+            return None
+        if self._cache is None:
+            opts = {} if opts is True else dict(opts)
+            tokens = [getattr(e, "feature_tokens_per_frame", self.shapes.wm_tokens_per_frame)
+                      for e in self.experts.values() if FEATURES in e.needs]
+            options = CacheOptions(samples_per_frame=opts.get("samples_per_frame", 2),
+                                   feature_tokens=opts.get("feature_tokens", max(tokens, default=1)),
+                                   frames=FRAMES in needs, num_steps=self.hparams.world_model_steps,
+                                   seed=opts.get("seed", 0))
+            self._cache = WorldModelOutputCache.build_or_load(opts.get("dir", DEFAULT_CACHE_DIR), self.world_model,
+                                                              dm.stores, options, self.device)
+        return self._cache
+
+    def _train_context(self, batch: dict[str, Any], augment: bool = False) -> ExpertContext:
+        """Context for the losses: cached (or freshly sampled) world-model outputs, real future frames, and,
+        with ``augment``, the same random shift and colour jitter on every frame of a sample."""
+        image, future, instructions = batch["image"][:, -1], batch["future_image"], list(batch["instruction"])
+        b = len(image)
+        needs = self._needs(training=True)
+        wm: WorldModelOutput | None = None
+        cache = self.output_cache()
+        if cache is not None:
+            sample = (torch.randint(cache.samples_per_frame, (b,)) if self.training
+                      else torch.zeros(b, dtype=torch.long))
+            wm = cache.lookup(batch["frame_index"], sample, self.device)
+        elif needs and self.world_model is not None:
+            wm = self.world_model.predict(image, instructions, decode=FRAMES in needs, features=FEATURES in needs,
+                                          num_steps=self.hparams.world_model_steps)
+        if augment and (self.hparams.image_shift > 0 or self.hparams.color_jitter > 0):
+            predicted = wm is not None and wm.frames is not None
+            stack = [image[:, None], future]
+            if predicted:
+                stack.append(((wm.frames + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+            frames = torch.cat(stack, dim=1)
+            frames = color_jitter(random_shift(frames, self.hparams.image_shift), self.hparams.color_jitter)
+            k = future.shape[1]
+            image, future = frames[:, 0], frames[:, 1:1 + k]
+            if predicted:
+                wm = WorldModelOutput(frames=to_unit_range(frames[:, 1 + k:]), features=wm.features, latents=wm.latents)
+        ctx = self._base_context(image, batch["state"][:, -1], instructions)
+        ctx.future_frames = future
+        ctx.world_model = wm
         return ctx
 
     # -- training -----------------------------------------------------------------------------
@@ -171,21 +272,21 @@ class PolicyModule(L.LightningModule):
             self.log(f"{prefix}/{role}_loss", loss, batch_size=b, prog_bar=prefix == "train")
             self.log_dict({f"{prefix}/{role}_{k}": v for k, v in logs.items()}, batch_size=b)
         if self.gate.learned:
-            gate_loss = self.gate.loss(ctx.image_tokens, batch["phase_label"])
+            gate_loss = self.gate.loss(ctx.image_tokens, batch["phase_label"], ctx.state)
             total = total + self.hparams.lambda_gate * gate_loss
             self.log(f"{prefix}/gate_loss", gate_loss, batch_size=b)
         self.log(f"{prefix}/loss", total, batch_size=b)
         return total
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self._losses(batch, self._train_context(batch), "train")
+        return self._losses(batch, self._train_context(batch, augment=True), "train")
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         stage = "test" if self.trainer.testing else "val"
         ctx = self._train_context(batch)
         self._losses(batch, ctx, stage)
         if self.gate.learned:
-            prob = self.gate.interaction_probability(ctx.image_tokens)
+            prob = self.gate.interaction_probability(ctx.image_tokens, ctx.state)
             label = batch["phase_label"].long()
             self._val["gate_accuracy"](prob, label)
             self._val["gate_f1"](prob, label)
@@ -204,7 +305,7 @@ class PolicyModule(L.LightningModule):
             metric = self._val[f"{role}_action_mse"]
             metric(chunks[role][mask], target)
             self.log(f"{stage}/{role}_action_mse", metric, batch_size=len(ctx.image))
-        w = self.gate.weights(infer.image_tokens)[:, None, None]
+        w = self.gate.weights(infer.image_tokens, infer.state)[:, None, None]
         policy = sum(w_r * chunks[r] for r, w_r in ((PREDICTIVE, w), (REACTIVE, 1 - w)) if r in chunks)
         self._val["policy_action_mse"](policy[mask], target)
         self.log(f"{stage}/policy_action_mse", self._val["policy_action_mse"], batch_size=len(ctx.image), prog_bar=True)
@@ -220,11 +321,44 @@ class PolicyModule(L.LightningModule):
         return {"action": chunk, "expert": self._last_experts}
 
     def configure_optimizers(self) -> Any:
-        params = [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith("world_model.")]
-        opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        warm = max(self.hparams.warmup_steps, 1)
-        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+        named = [(n, p) for n, p in self.named_parameters() if p.requires_grad and not n.startswith("world_model.")]
+        opt = torch.optim.AdamW(decay_and_no_decay(named, self.hparams.weight_decay), lr=self.hparams.lr)
+        total = None
+        if self.hparams.lr_schedule == "cosine" and self._trainer is not None:
+            total = self.trainer.max_steps if self.trainer.max_steps > 0 else int(self.trainer.estimated_stepping_batches)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(self.hparams.warmup_steps, total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # -- weight averaging ----------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        if self.hparams.ema_decay is None or self._ema is not None:
+            return
+        self._ema = ExponentialMovingAverage(self, self.hparams.ema_decay, skip_prefixes=("world_model.",))
+        if self._ema_restore is not None:
+            self._ema.load_state_dict(self._ema_restore)
+            self._ema_restore = None
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._ema is not None:
+            self._ema.update(self)
+
+    def on_validation_epoch_start(self) -> None:
+        if self._ema is not None and self._ema_backup is None:
+            params = dict(self.named_parameters())
+            self._ema_backup = {k: params[k].detach().clone() for k in self._ema.names}
+            self._ema.copy_to(self)
+
+    def on_validation_epoch_end(self) -> None:
+        if self._ema_backup is not None:
+            params = dict(self.named_parameters())
+            with torch.no_grad():
+                for k, v in self._ema_backup.items():
+                    params[k].copy_(v)
+            self._ema_backup = None
+
+    def on_fit_end(self) -> None:
+        if self._ema is not None:  # the module left in memory acts with the averaged weights, as a loaded one would
+            self._ema.copy_to(self)
 
     def train(self, mode: bool = True) -> "PolicyModule":
         super().train(mode)
@@ -238,20 +372,26 @@ class PolicyModule(L.LightningModule):
         self._queue: deque[torch.Tensor] = deque()
         self._queue_experts: deque[list[str]] = deque()
         self.routing_log: list[dict[str, Any]] = []
+        self.replans = 0  # chunks dropped because the gate switched experts
+
+    def _observation_context(self, observation: dict[str, Any]) -> ExpertContext:
+        if self.normalizer is None:
+            raise RuntimeError("the policy has no normalisation statistics: train it or load a checkpoint")
+        image = observation["image"].to(self.device)
+        state = self.normalizer.normalize("state", observation["state"].to(self.device).float())
+        return self._base_context(image, state, observation["instruction"])
 
     @torch.no_grad()
     def predict_action_chunk(self, observation: dict[str, Any]) -> torch.Tensor:
         """An unnormalised action chunk ``[B, H, A]`` for ``observation`` = {image uint8 [B, 3, H, W],
         state [B, S] (raw), instruction list[str]}. Records which expert produced each sample's chunk."""
-        if self.normalizer is None:
-            raise RuntimeError("the policy has no normalisation statistics: train it or load a checkpoint")
-        image = observation["image"].to(self.device)
-        state = self.normalizer.normalize("state", observation["state"].to(self.device).float())
-        ctx = self._base_context(image, state, observation["instruction"])
-        w = self.gate.weights(ctx.image_tokens)
+        ctx = self._observation_context(observation)
+        return self._chunk(ctx, self.gate.weights(ctx.image_tokens, ctx.state))
+
+    def _chunk(self, ctx: ExpertContext, w: torch.Tensor) -> torch.Tensor:
         use = {PREDICTIVE: w > 0, REACTIVE: w < 1}
         use = {r: m for r, m in use.items() if r in self.experts}
-        b = len(image)
+        b = len(ctx.image)
         # per-sample world-model needs: the union of the needs of the experts it uses
         need_frames = torch.zeros(b, dtype=torch.bool, device=self.device)
         need_feats = torch.zeros_like(need_frames)
@@ -282,7 +422,7 @@ class PolicyModule(L.LightningModule):
             if not len(idx):
                 continue
             part = wm.predict(ctx.image[idx], [ctx.instructions[i] for i in idx.tolist()], decode=decode,
-                              features=bool(need_feats[idx].any()))
+                              features=bool(need_feats[idx].any()), num_steps=self.hparams.world_model_steps)
             for field in ("frames", "features", "latents"):
                 value = getattr(part, field)
                 if value is None:
@@ -298,12 +438,25 @@ class PolicyModule(L.LightningModule):
 
     @torch.no_grad()
     def select_action(self, observation: dict[str, Any]) -> torch.Tensor:
-        """One action ``[B, A]``; a new chunk is predicted when the queue of ``n_action_steps`` runs out."""
+        """One action ``[B, A]``. A learned gate is read at every step (``gate_every_step``): when it routes to
+        another expert than the one whose actions are queued, the queue is dropped and the new expert plans.
+        Otherwise a new chunk is predicted when the queue of ``n_action_steps`` actions runs out."""
+        ctx = w = None
+        if self.gate.learned and self.hparams.gate_every_step:
+            ctx = self._observation_context(observation)
+            w = self.gate.weights(ctx.image_tokens, ctx.state)
+            routed = [self._expert_name(float(x)) for x in w]
+            if self._queue and routed != self._queue_experts[0]:
+                self._queue.clear()
+                self._queue_experts.clear()
+                self.replans += 1
         if not self._queue:
-            chunk = self.predict_action_chunk(observation)
+            if ctx is None:
+                ctx = self._observation_context(observation)
+                w = self.gate.weights(ctx.image_tokens, ctx.state)
+            chunk = self._chunk(ctx, w)
             for t in range(min(self.hparams.n_action_steps, chunk.shape[1])):
                 self._queue.append(chunk[:, t])
                 self._queue_experts.append(self._last_experts)
         self.last_experts = self._queue_experts.popleft()
         return self._queue.popleft()
-

@@ -1,4 +1,11 @@
-"""Action diffusion with a diffusers scheduler: DDPM/DDIM noise prediction, or flow matching."""
+"""Action diffusion with a diffusers scheduler: DDPM/DDIM noise prediction, or flow matching.
+
+One timestep scale for the network, whatever the scheduler: it always sees
+``timestep`` in [0, 1000) (DDPM/DDIM: ``t * 1000 / num_train_timesteps``; flow
+matching: ``1000 * sigma``). Training and sampling both go through
+:meth:`ActionNoiseSchedule.model_timestep`, so the two cannot drift apart (they
+once did: flow matching trained at ``1000 * sigma`` and sampled at ``100 * sigma``).
+"""
 
 from __future__ import annotations
 
@@ -14,44 +21,54 @@ class ActionNoiseSchedule:
     """Training targets and the sampling loop for one scheduler kind.
 
     ``ddpm``/``ddim`` train on noise prediction (the paper's loss) with 100 training
-    steps; ``flow_matching`` predicts ``noise - actions`` as diffusers' flow models do.
+    steps and sample with trailing timestep spacing (the last step starts from pure
+    noise, as "Common Diffusion Noise Schedules and Sample Steps are Flawed" asks);
+    ``flow_matching`` predicts ``noise - actions`` as diffusers' flow models do.
     """
 
     def __init__(self, kind: str = "ddim", num_train_timesteps: int = 100, num_inference_steps: int = 10) -> None:
         if kind not in SCHEDULERS:
             raise ValueError(f"unknown action scheduler '{kind}'; choose from {', '.join(SCHEDULERS)}")
+        if not 1 <= num_inference_steps <= num_train_timesteps:
+            raise ValueError(f"num_inference_steps must be in [1, {num_train_timesteps}], got {num_inference_steps}")
         self.kind, self.num_train_timesteps, self.num_inference_steps = kind, num_train_timesteps, num_inference_steps
         if kind == "flow_matching":
             self.train_scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=num_train_timesteps)
         else:
             self.train_scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule="squaredcos_cap_v2",
-                                                 clip_sample=True, prediction_type="epsilon")
+                                                 clip_sample=True, prediction_type="epsilon",
+                                                 timestep_spacing="trailing")
+
+    def model_timestep(self, t: torch.Tensor) -> torch.Tensor:
+        """The network's timestep in [0, 1000) for a scheduler timestep (flow: ``sigma * num_train_timesteps``)."""
+        return t.float() * (1000.0 / self.num_train_timesteps)
 
     def training_pair(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(noisy actions, timesteps in [0, 1000), target) for a batch of clean actions."""
+        """(noisy actions, network timesteps in [0, 1000), target) for a batch of clean actions."""
         b = actions.shape[0]
         noise = torch.randn_like(actions)
         if self.kind == "flow_matching":
             sigma = torch.rand(b, device=actions.device)
             s = sigma.view(-1, 1, 1)
-            return s * noise + (1 - s) * actions, sigma * 1000, noise - actions
+            return s * noise + (1 - s) * actions, self.model_timestep(sigma * self.num_train_timesteps), noise - actions
         t = torch.randint(0, self.num_train_timesteps, (b,), device=actions.device)
         noisy = self.train_scheduler.add_noise(actions, noise, t)
-        return noisy, t.float() * (1000 / self.num_train_timesteps), noise
+        return noisy, self.model_timestep(t), noise
+
+    def sampler(self) -> DDIMScheduler | DDPMScheduler | FlowMatchEulerDiscreteScheduler:
+        if self.kind == "flow_matching":
+            return FlowMatchEulerDiscreteScheduler(num_train_timesteps=self.num_train_timesteps)
+        if self.kind == "ddim":
+            return DDIMScheduler.from_config(self.train_scheduler.config, set_alpha_to_one=True)
+        return DDPMScheduler.from_config(self.train_scheduler.config)
 
     @torch.no_grad()
     def sample(self, shape: tuple[int, ...], model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
-        if self.kind == "flow_matching":
-            scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=self.num_train_timesteps)
-        elif self.kind == "ddim":
-            scheduler = DDIMScheduler.from_config(self.train_scheduler.config)
-        else:
-            scheduler = DDPMScheduler.from_config(self.train_scheduler.config)
+        scheduler = self.sampler()
         scheduler.set_timesteps(self.num_inference_steps, device=device)
         x = torch.randn(shape, generator=generator, device=device)
         for t in scheduler.timesteps:
-            tt = t.float() * (1000 / self.num_train_timesteps) if self.kind != "flow_matching" else t.float()
-            out = model(x, tt.expand(shape[0]).to(device))
+            out = model(x, self.model_timestep(t).expand(shape[0]).to(device))
             x = scheduler.step(out, t, x).prev_sample
         return x

@@ -48,6 +48,9 @@ class MultiScaleConvDecoder(nn.Module):
 
 
 class ReactiveExpert(ActionExpert):
+    #: it reads one token per predicted frame: the mean of the world model's tokens for that frame
+    feature_tokens_per_frame = 1
+
     def __init__(
         self,
         shapes: PolicyShapes,

@@ -18,7 +18,7 @@ class ConstantGate(Gate):
         self.weight = float(weight)
         self.roles = tuple(r for r, used in ((PREDICTIVE, weight > 0), (REACTIVE, weight < 1)) if used)
 
-    def weights(self, image_tokens: torch.Tensor) -> torch.Tensor:
+    def weights(self, image_tokens: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         return torch.full((image_tokens.shape[0],), self.weight, device=image_tokens.device)
 
 

@@ -1,9 +1,13 @@
-"""Process-adaptive gating: a small MLP on image tokens predicts the interaction phase.
+"""Process-adaptive gating: a small MLP on image tokens (and optionally the state) predicts the phase.
 
 At inference ``s_t > threshold`` routes to the predictive expert (interaction),
 otherwise to the reactive one (transit): a hard switch. Trained with binary
 cross-entropy against automatic phase labels. The keyframe-averaging ablation uses
 the same phase classifier but averages both experts in interaction phases.
+
+``use_state`` adds the normalised proprioception (hand position, gripper) to the
+MLP's input: the phase is about where the hand is relative to the object, and the
+hand's position is read exactly from the state rather than estimated from pixels.
 """
 
 from __future__ import annotations
@@ -19,29 +23,35 @@ from harmowam.gates.base import Gate
 class ProcessAdaptiveGate(Gate):
     learned = True
 
-    def __init__(self, shapes: PolicyShapes, hidden: int = 128, threshold: float = 0.5, detach_tokens: bool = False) -> None:
+    def __init__(self, shapes: PolicyShapes, hidden: int = 128, threshold: float = 0.5, detach_tokens: bool = False,
+                 use_state: bool = True) -> None:
         super().__init__(shapes)
-        self.threshold, self.detach_tokens = threshold, detach_tokens
-        d = shapes.image_token_dim
+        self.threshold, self.detach_tokens, self.use_state = threshold, detach_tokens, use_state
+        d = 2 * shapes.image_token_dim + (shapes.state_dim if use_state else 0)
         # mean and max pooling of the tokens keep both global layout and the most salient patch
-        self.mlp = nn.Sequential(nn.LayerNorm(2 * d), nn.Linear(2 * d, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, 1))
 
-    def logits(self, image_tokens: torch.Tensor) -> torch.Tensor:
+    def logits(self, image_tokens: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         x = image_tokens.detach() if self.detach_tokens else image_tokens
-        return self.mlp(torch.cat([x.mean(1), x.amax(1)], dim=-1)).squeeze(-1)
+        parts = [x.mean(1), x.amax(1)]
+        if self.use_state:
+            if state is None:
+                raise ValueError("the process_adaptive gate has use_state=True but was given no state")
+            parts.append(state.to(x.dtype))
+        return self.mlp(torch.cat(parts, dim=-1)).squeeze(-1)
 
-    def interaction_probability(self, image_tokens: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(image_tokens))
+    def interaction_probability(self, image_tokens: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self.logits(image_tokens, state))
 
-    def weights(self, image_tokens: torch.Tensor) -> torch.Tensor:
-        return (self.interaction_probability(image_tokens) > self.threshold).float()
+    def weights(self, image_tokens: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        return (self.interaction_probability(image_tokens, state) > self.threshold).float()
 
-    def loss(self, image_tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(self.logits(image_tokens), labels.float())
+    def loss(self, image_tokens: torch.Tensor, labels: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(self.logits(image_tokens, state), labels.float())
 
 
 class KeyframeAverageGate(ProcessAdaptiveGate):
     """Average both experts in interaction phases, reactive elsewhere (an ablation)."""
 
-    def weights(self, image_tokens: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (self.interaction_probability(image_tokens) > self.threshold).float()
+    def weights(self, image_tokens: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        return 0.5 * (self.interaction_probability(image_tokens, state) > self.threshold).float()

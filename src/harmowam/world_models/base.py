@@ -38,8 +38,11 @@ class WorldModel(nn.Module, ABC):
 
     @abstractmethod
     def predict(self, image: torch.Tensor, instructions: list[str], decode: bool = True,
-                features: bool = True, generator: torch.Generator | None = None) -> WorldModelOutput:
-        """Imagine the future from ``image`` (uint8 ``[B, 3, H, W]``); ``decode=False`` skips the frame decoder."""
+                features: bool = True, generator: torch.Generator | None = None,
+                num_steps: int | None = None) -> WorldModelOutput:
+        """Imagine the future from ``image`` (uint8 ``[B, 3, H, W]``); ``decode=False`` skips the frame decoder;
+        ``num_steps`` overrides the number of denoising steps (1: a single step, as Video Prediction Policy reads
+        its features)."""
 
     @abstractmethod
     def get_config(self) -> dict:
