@@ -94,9 +94,10 @@ def test_pipeline_smoke_preset_runs_to_its_end(tmp_path):
     res = run_cli(["harmowam", "pipeline", "--preset", "smoke", "--workdir", "."], cwd=tmp_path, timeout=1800)
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
-    assert "val/pred_mse" in report["world_model"] and "val/gate_accuracy" in report["policy"]
+    assert "val/pred_mse" in report["world_model"] and "val/gate_accuracy" in report["harmowam"]
+    assert "val/predictive_action_mse" in report["bc_baseline"]
     rows = {r["policy"]: r for r in report["eval"]["summary"]}
-    assert set(rows) == {"harmowam", "scripted", "random"} and rows["scripted"]["in_domain"] == 1.0
+    assert set(rows) == {"harmowam", "bc_baseline", "scripted", "random"} and rows["scripted"]["in_domain"] == 1.0
     assert "| harmowam |" in res.stdout and (tmp_path / "eval" / "results.md").is_file()
 
 

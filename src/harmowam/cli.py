@@ -57,6 +57,7 @@ def _cmd_data_generate(ns: argparse.Namespace) -> int:
         seed=ns.seed if ns.seed is not None else preset.get("seed", 0),
         image_size=ns.image_size, camera=ns.camera, max_steps=ns.max_steps,
         variation=SceneVariation(**variation), workers=ns.workers,
+        action_noise=ns.action_noise if ns.action_noise is not None else preset.get("action_noise", 0.0),
     )
     out = generate(ns.out, cfg, overwrite=ns.overwrite, preset=ns.preset)
     print(f"wrote {out}")
@@ -103,8 +104,10 @@ def _cmd_eval(ns: argparse.Namespace) -> int:
     names = ns.name or []
     if names and len(names) != len(ckpts):
         raise ValueError(f"give one --name per --ckpt ({len(ckpts)} checkpoints, {len(names)} names)")
-    specs = [PolicySpec("checkpoint", path=c, name=names[i] if names else None, n_action_steps=ns.n_action_steps,
-                        device=ns.device) for i, c in enumerate(ckpts)]
+    gates = [None] if not ns.gate else [None if g == "checkpoint" else g for g in ns.gate.split(",")]
+    specs = [PolicySpec("checkpoint", path=c, name=(names[i] + (f"+{g}" if g else "")) if names else None,
+                        n_action_steps=ns.n_action_steps, device=ns.device, gate=g)
+             for i, c in enumerate(ckpts) for g in gates]
     references = [p for p in (ns.policy or "").split(",") if p]
     if ckpts and not ns.policy and not ns.no_reference:
         references = list(REFERENCE_POLICIES)  # every table carries its own sanity check
@@ -167,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--position-exclude", type=float, default=None,
                    help="keep the object outside this central fraction of its range (e.g. 0.5)")
     g.add_argument("--position-offset", default=None, help="x,y shift of the object range in metres")
+    g.add_argument("--action-noise", type=float, default=None,
+                   help="std of Gaussian noise added to the executed actions (DART); stored actions stay the "
+                        "expert's clean ones (default: the preset's, else 0)")
     g.add_argument("--workers", type=int, default=2)
     g.add_argument("--overwrite", action="store_true")
     g.set_defaults(func=_cmd_data_generate)
@@ -193,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="reference policies to evaluate, comma-separated: scripted, random (with --ckpt: both, "
                          "unless --no-reference)")
     ev.add_argument("--no-reference", action="store_true", help="with --ckpt: skip the scripted and random rows")
+    ev.add_argument("--gate", default=None,
+                    help="comma-separated fixed gates to roll out each checkpoint with instead of its own, e.g. "
+                         "'checkpoint,always_predictive,always_reactive' (checkpoint = its own gate): one row per "
+                         "expert path")
     ev.add_argument("--suite", default="metaworld6")
     ev.add_argument("--conditions", default="all", help="comma-separated, or all")
     ev.add_argument("--tasks", default="all", help="comma-separated, or all")

@@ -1,10 +1,12 @@
 """The main job end to end on built-in defaults: data, world model, experts and gate, closed-loop evaluation.
 
 Steps: the two data regimes (``demos``, ``wm_video``), stages 0-1
-(``experiments/world_model.yaml``), stage 2 (``experiments/harmowam.yaml``), the
-``metaworld6`` evaluation of the trained policy beside the scripted and random
-references (``harmowam eval``), and ``report.json`` with every stage's final
-validation metrics and the evaluation summary.
+(``experiments/world_model.yaml``), stage 2 (``experiments/harmowam.yaml``) and the
+plain behaviour-cloning baseline on the same demonstrations
+(``experiments/bc_baseline.yaml``), the ``metaworld6`` evaluation of both beside the
+scripted and random references (``harmowam eval``), and ``report.json`` with every
+stage's final validation metrics and the evaluation summary. The baseline is in
+every table so that it shows what the world model adds.
 
 Every step skips work that is already done (a dataset folder with ``meta.json``, an
 exported world model, a trained policy, finished evaluation episodes), so a rerun
@@ -28,23 +30,30 @@ from harmowam.sim.variations import SceneVariation
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 WORLD_MODEL_EXPORT = Path("checkpoints/world_model")  # where world_model.yaml exports, read by stage 2
 
+#: the stage-2 configs every preset trains on the demonstrations and evaluates, by run name
+POLICIES = ("harmowam", "bc_baseline")
+
 #: pipeline presets: tasks and episodes per regime, `lightning` overrides per stage, evaluation size
 PIPELINES: dict[str, dict[str, Any]] = {
-    # The shipped configs as they are (about 45 minutes of training on 2 CPU cores), 10 episodes per cell.
-    "default": {"tasks": None, "episodes": None, "world_model_overrides": [], "policy_overrides": [],
+    # The shipped configs as they are, all six tasks, 10 episodes per cell.
+    "default": {"tasks": None, "episodes": None, "world_model_overrides": [], "policy_overrides": {},
                 "eval": {"episodes": 10}},
-    # Under 30 minutes on 2 CPU cores: three tasks, 20 episodes per regime, short stages, 3 episodes per cell.
+    # Under 30 minutes on 2 CPU cores: three tasks, 20 episodes per regime, short stages, 10 episodes per cell.
     "quick": {"tasks": ["push", "drawer-open", "button-press-topdown"], "episodes": 20,
-              "world_model_overrides": ["--trainer.max_time=00:00:09:00", "--model.init_args.vae_steps=200",
+              "world_model_overrides": ["--trainer.max_time=00:00:08:00", "--model.init_args.vae_steps=200",
                                         "--trainer.val_check_interval=150"],
-              "policy_overrides": ["--trainer.max_time=00:00:07:00", "--trainer.val_check_interval=100"],
-              "eval": {"episodes": 3}},
+              "policy_overrides": {
+                  "harmowam": ["--trainer.max_steps=1000", "--trainer.max_time=00:00:06:30",
+                               "--trainer.val_check_interval=250"],
+                  "bc_baseline": ["--trainer.max_steps=2000", "--trainer.max_time=00:00:04:00",
+                                  "--trainer.val_check_interval=500"]},
+              "eval": {"episodes": 10}},
     # Minutes: checks that every step runs, nothing more.
     "smoke": {"tasks": ["push", "drawer-open"], "episodes": 3,
               "world_model_overrides": ["--trainer.max_steps=30", "--model.init_args.vae_steps=15",
                                         "--trainer.val_check_interval=30", "--trainer.limit_val_batches=2"],
-              "policy_overrides": ["--trainer.max_steps=10", "--trainer.val_check_interval=10",
-                                   "--trainer.limit_val_batches=2"],
+              "policy_overrides": {name: ["--trainer.max_steps=10", "--trainer.val_check_interval=10",
+                                          "--trainer.limit_val_batches=2"] for name in POLICIES},
               "eval": {"episodes": 1, "conditions": "in_domain,background", "max_steps": 100}},
 }
 
@@ -94,28 +103,34 @@ def run_pipeline(workdir: str | Path | None = None, preset: str = "default", wor
             print(f"[data] {out} exists, skipping")
             continue
         cfg = GenerationConfig(tasks=tasks, episodes=spec["episodes"] or p["episodes"], seed=p["seed"],
-                               variation=SceneVariation(**p["variation"]), workers=workers)
+                               variation=SceneVariation(**p["variation"]), workers=workers,
+                               action_noise=p.get("action_noise", 0.0))
         generate(out, cfg, overwrite=True, preset=regime)
     if not (workdir / WORLD_MODEL_EXPORT / "world_model.json").is_file():
         _lightning(EXPERIMENTS / "world_model.yaml", workdir, spec["world_model_overrides"])
     else:
         print(f"[world model] {workdir / WORLD_MODEL_EXPORT} exists, skipping")
     run = latest_run(workdir, "world_model")
-    policy_run = latest_run(workdir, "harmowam")
-    if policy_run is None or not (policy_run / "checkpoints" / "last.ckpt").is_file():
-        _lightning(EXPERIMENTS / "harmowam.yaml", workdir, spec["policy_overrides"])
-        policy_run = latest_run(workdir, "harmowam")
-    else:
-        print(f"[policy] {policy_run} is trained, skipping")
-    assert run is not None and policy_run is not None
+    assert run is not None
+    policy_runs: dict[str, Path] = {}
+    for name in POLICIES:
+        policy_run = latest_run(workdir, name)
+        if policy_run is None or not (policy_run / "checkpoints" / "last.ckpt").is_file():
+            _lightning(EXPERIMENTS / f"{name}.yaml", workdir, spec["policy_overrides"].get(name, []))
+            policy_run = latest_run(workdir, name)
+        else:
+            print(f"[policy] {policy_run} is trained, skipping")
+        assert policy_run is not None
+        policy_runs[name] = policy_run
     ev = spec["eval"]
     eval_cfg = EvalConfig(tasks=tasks, conditions=ev.get("conditions", "all"), episodes=ev["episodes"],
                           max_steps=ev.get("max_steps"), workers=workers, out=workdir / "eval")
-    policies = [PolicySpec("checkpoint", path=str(policy_run / "checkpoints" / "last.ckpt"), name="harmowam"),
-                PolicySpec("scripted"), PolicySpec("random")]
-    summary = evaluate(policies, eval_cfg)
-    report: dict[str, Any] = {"preset": preset, "world_model_run": str(run), "policy_run": str(policy_run)}
-    for key, r in (("world_model", run), ("policy", policy_run)):
+    policies = [PolicySpec("checkpoint", path=str(r / "checkpoints" / "last.ckpt"), name=name)
+                for name, r in policy_runs.items()]
+    summary = evaluate(policies + [PolicySpec("scripted"), PolicySpec("random")], eval_cfg)
+    report: dict[str, Any] = {"preset": preset, "world_model_run": str(run),
+                              **{f"{name}_run": str(r) for name, r in policy_runs.items()}}
+    for key, r in (("world_model", run), *policy_runs.items()):
         metrics = final_metrics(r)
         report[key] = {k: round(metrics[k], 5) for k in sorted(metrics) if k.startswith("val/")}
     report["eval"] = {"out": summary["out"], "summary": summary["summary"], "speed": summary["speed"]}

@@ -331,6 +331,7 @@ class PolicyModule(L.LightningModule):
 
     # -- weight averaging ----------------------------------------------------------------------
     def on_fit_start(self) -> None:
+        self.output_cache()  # built here, before the trainer's clock (max_time) starts on the first step
         if self.hparams.ema_decay is None or self._ema is not None:
             return
         self._ema = ExponentialMovingAverage(self, self.hparams.ema_decay, skip_prefixes=("world_model.",))

@@ -59,7 +59,7 @@ def cell_metrics(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str]
     return cells
 
 
-def _mean(values: list[float]) -> float:
+def nanmean(values: list[float]) -> float:
     values = [v for v in values if not math.isnan(v)]
     return sum(values) / len(values) if values else float("nan")
 
@@ -71,9 +71,9 @@ def summary_rows(cells: dict[tuple[str, str, str], dict[str, float]], policies: 
     for policy in policies:
         row: dict[str, Any] = {"policy": policy}
         for c in conditions:
-            row[c] = _mean([cells[(policy, t, c)]["success"] for t in tasks if (policy, t, c) in cells])
+            row[c] = nanmean([cells[(policy, t, c)]["success"] for t in tasks if (policy, t, c) in cells])
         ood = [c for c in conditions if c != in_domain]
-        row["ood_avg"] = _mean([row[c] for c in ood]) if ood else float("nan")
+        row["ood_avg"] = nanmean([row[c] for c in ood]) if ood else float("nan")
         id_avg = row.get(in_domain, float("nan"))
         row["relative_drop"] = (id_avg - row["ood_avg"]) / id_avg if id_avg and not math.isnan(id_avg) else float("nan")
         rows.append(row)

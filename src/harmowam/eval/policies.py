@@ -64,11 +64,13 @@ class CheckpointPolicy:
     needs_image = True
 
     def __init__(self, path: str | Path, name: str = "policy", n_action_steps: int | None = None,
-                 device: str = "cpu", suite: Suite | None = None) -> None:
+                 device: str = "cpu", suite: Suite | None = None, gate: str | None = None) -> None:
         import torch
 
         self.name = name
         self.module = load_policy_checkpoint(path, map_location=device, suite=suite).eval()
+        if gate is not None:
+            self.module.gate = fixed_gate(gate, self.module, path)
         if n_action_steps is not None:
             if not 1 <= n_action_steps <= self.module.hparams.action_horizon:
                 raise ValueError(f"n_action_steps must be in [1, {self.module.hparams.action_horizon}] (the checkpoint's "
@@ -91,6 +93,22 @@ class CheckpointPolicy:
                "instruction": [observation["instruction"]]}
         action = self.module.select_action(obs)[0].float().cpu().numpy()
         return np.clip(action, -1, 1), self.module.last_experts[0]
+
+
+def fixed_gate(name: str, module: Any, path: str | Path) -> Any:
+    """A registered gate that learns nothing (``always_predictive``, ``always_reactive``, ``average``), to roll out
+    one expert path of a trained policy alone; the experts it routes to must be in the checkpoint."""
+    from harmowam.registry import build_component
+
+    gate = build_component("gate", name, shapes=module.shapes).to(module.device)
+    if gate.learned:
+        raise ValueError(f"--gate '{name}' learns from labels and would act untrained; give a fixed gate such as "
+                         "always_predictive or always_reactive")
+    missing = [r for r in gate.roles if r not in module.experts]
+    if missing:
+        raise ValueError(f"--gate '{name}' routes to {missing}, but checkpoint '{path}' has experts "
+                         f"{sorted(module.experts)}")
+    return gate
 
 
 def read_policy_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -145,7 +163,7 @@ def build_policy(spec: dict[str, Any]) -> EvalPolicy:
     kind = spec.get("kind")
     if kind == "checkpoint":
         return CheckpointPolicy(spec["path"], spec.get("name", "policy"), spec.get("n_action_steps"),
-                                spec.get("device", "cpu"))
+                                spec.get("device", "cpu"), gate=spec.get("gate"))
     if kind == "scripted":
         return ScriptedPolicy()
     if kind == "random":

@@ -64,6 +64,7 @@ def run_episode(policy: EvalPolicy, task: str, condition: str, variation: dict[s
                       f"{policy.name}: {task}, {condition}, episode {episode} (seed {seed}): {outcome}")
     counts = {e: experts.count(e) for e in dict.fromkeys(experts)}
     return {
+        **routing_against_labels(experts, phase[:-1]),
         "policy": policy.name, "task": task, "condition": condition, "episode": episode, "seed": seed,
         "success": success, "transit": transit, "steps": len(experts),
         "min_distance": round(float(distance.min()), 4), "expert_steps": counts,
@@ -72,3 +73,19 @@ def run_episode(policy: EvalPolicy, task: str, condition: str, variation: dict[s
         "video": str(video_path) if video_path is not None else None,
         "timeline": str(timeline_path) if timeline_path is not None else None,
     }
+
+
+def routing_against_labels(experts: list[str], interaction: np.ndarray) -> dict[str, Any]:
+    """How a gated policy routed in the states it actually visited, against their ``proximity`` phase labels:
+    the fraction of steps where it chose the predictive expert exactly on interaction steps (``gate_agreement``),
+    and the predictive fraction within interaction and within transit steps. Empty for ungated policies."""
+    if not any(e in ("predictive", "reactive") for e in experts):
+        return {}
+    predictive = np.array([e == "predictive" for e in experts])
+    label = np.asarray(interaction, dtype=bool)[:len(predictive)]
+
+    def frac(x: np.ndarray) -> float | None:
+        return round(float(x.mean()), 4) if len(x) else None
+
+    return {"gate_agreement": frac(predictive == label), "predictive_in_interaction": frac(predictive[label]),
+            "predictive_in_transit": frac(predictive[~label])}

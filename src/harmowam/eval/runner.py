@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harmowam.eval.metrics import cell_metrics, summary_rows
+from harmowam.eval.metrics import nanmean, cell_metrics, summary_rows
 from harmowam.eval.policies import (REFERENCE_POLICIES, CheckpointPolicy, build_policy, check_instructions,
                                     default_policy_name, file_digest)
 from harmowam.eval.records import EpisodeLog, check_manifest, record_key
@@ -49,10 +49,11 @@ class PolicySpec:
     name: str | None = None
     n_action_steps: int | None = None
     device: str = "cpu"
+    gate: str | None = None  # a fixed gate that replaces the checkpoint's: one expert path alone
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "name": self.name, "n_action_steps": self.n_action_steps,
-                "device": self.device}
+                "device": self.device, "gate": self.gate}
 
 
 # -- workers ------------------------------------------------------------------------------------
@@ -88,8 +89,8 @@ def prepare_policies(specs: list[PolicySpec], suite_name: str, tasks: list[str])
     for spec in specs:
         d = spec.as_dict()
         if spec.kind == "checkpoint":
-            d["name"] = spec.name or default_policy_name(spec.path)
-            policy = CheckpointPolicy(spec.path, d["name"], spec.n_action_steps, "cpu", suite=suite)
+            d["name"] = spec.name or default_policy_name(spec.path) + (f"+{spec.gate}" if spec.gate else "")
+            policy = CheckpointPolicy(spec.path, d["name"], spec.n_action_steps, "cpu", suite=suite, gate=spec.gate)
             check_instructions(policy, tasks)
             if image_size is not None and policy.image_size != image_size:
                 raise ValueError(f"checkpoints observe different image sizes ({image_size} and {policy.image_size} for "
@@ -97,7 +98,7 @@ def prepare_policies(specs: list[PolicySpec], suite_name: str, tasks: list[str])
             image_size = policy.image_size
             d["path"] = str(Path(spec.path).resolve())
             fingerprints[d["name"]] = {"kind": "checkpoint", "sha256": file_digest(spec.path),
-                                       "n_action_steps": policy.module.hparams.n_action_steps}
+                                       "n_action_steps": policy.module.hparams.n_action_steps, "gate": spec.gate}
         elif spec.kind in REFERENCE_POLICIES:
             d["name"] = spec.name or spec.kind
             fingerprints[d["name"]] = {"kind": spec.kind}
@@ -249,6 +250,20 @@ def write_report(records: list[dict[str, Any]], policies: list[str], tasks: list
                 vals.append("-" if m is None else f"{_fmt(m['success'])} / {_fmt(m['transit'])} / "
                                                   f"{_fmt(m['interaction'])} (n={m['episodes']})")
             lines.append(f"| {t} | " + " | ".join(vals) + " |")
+    routed = [p for p in policies if any("gate_agreement" in r for r in records if r["policy"] == p)]
+    if routed:
+        lines += ["", "## Closed-loop routing against the `proximity` phase labels of the visited states", "",
+                  "Steps where the gate chose the predictive expert exactly on interaction-labelled steps (agreement), "
+                  "and the predictive share within interaction and within transit steps; means over episodes.", "",
+                  "| policy | condition | agreement | predictive in interaction | predictive in transit | episodes |",
+                  "|---|---|---|---|---|---|"]
+        for p in routed:
+            for c in conditions:
+                rs = [r for r in records if r["policy"] == p and r["condition"] == c and "gate_agreement" in r]
+                if rs:
+                    cols = [nanmean([v for v in (r[k] for r in rs) if v is not None])
+                            for k in ("gate_agreement", "predictive_in_interaction", "predictive_in_transit")]
+                    lines.append(f"| {p} | {c} | " + " | ".join(_fmt(v) for v in cols) + f" | {len(rs)} |")
     lines += ["", "## Speed (env steps per second, per process)", "",
               "| policy | steps | environment only | with policy inference |", "|---|---|---|---|"]
     for p, s in sp.items():

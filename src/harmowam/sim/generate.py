@@ -4,6 +4,12 @@ Each (task, seed) is one job; worker processes keep one environment per task and
 return finished episodes, the parent appends the successful ones to the dataset.
 Seeds are ``seed + 1_000_003 * task_position + k``: reproducible, and disjoint across
 tasks; failed seeds are replaced by the next ones until enough episodes succeed.
+
+``action_noise`` (DART, Laskey et al. 2017): the executed action is the expert's plus
+Gaussian noise of that standard deviation (drawn from the episode's seed), while the
+stored action is the expert's clean action for the state actually visited. The
+demonstrations then cover states slightly off the expert's path, labelled with the
+action that recovers from them.
 """
 
 from __future__ import annotations
@@ -44,19 +50,23 @@ class GenerationConfig:
     max_steps: int = 200
     variation: SceneVariation = field(default_factory=SceneVariation)
     workers: int = 2
+    action_noise: float = 0.0  # std of Gaussian noise on the executed action (DART); stored actions stay clean
 
     def __post_init__(self) -> None:
         for t in self.tasks:
             get_task(t)  # unknown task -> error listing the tasks
         if self.episodes <= 0:
             raise ValueError(f"episodes must be positive, got {self.episodes}")
+        if not 0.0 <= self.action_noise <= 1.0:
+            raise ValueError(f"action_noise must be in [0, 1], got {self.action_noise}")
 
 
 def run_episode(task: str, seed: int, image_size: int, camera: str, max_steps: int,
-                variation: dict[str, Any]) -> dict[str, Any]:
+                variation: dict[str, Any], action_noise: float = 0.0) -> dict[str, Any]:
     """Roll out the scripted expert once; returns arrays and whether it succeeded."""
     policy = expert_policy(task)
     env, obs = reset_scene(task, variation, seed, image_size, camera)
+    noise = np.random.default_rng([seed, 0xDA27])
     images, states, env_states, actions = [], [], [], []
     success = False
     for _ in range(max_steps):
@@ -65,7 +75,10 @@ def run_episode(task: str, seed: int, image_size: int, camera: str, max_steps: i
         states.append(obs[:4])
         env_states.append(obs[:39])
         actions.append(action)
-        obs, _, _, _, info = env.step(action)
+        executed = action
+        if action_noise > 0:
+            executed = np.clip(action + noise.normal(0.0, action_noise, size=action.shape), -1, 1).astype(np.float32)
+        obs, _, _, _, info = env.step(executed)
         if info.get("success", 0.0) >= 1.0:
             success = True
             break
@@ -100,7 +113,8 @@ def generation_metadata(cfg: GenerationConfig, preset: str | None) -> dict[str, 
     return {
         "preset": preset, "tasks": cfg.tasks, "episodes_per_task": cfg.episodes, "seed": cfg.seed,
         "image_size": cfg.image_size, "camera": cfg.camera, "max_steps": cfg.max_steps,
-        "variation": cfg.variation.to_dict(), "seed_stride": SEED_STRIDE, "versions": versions,
+        "variation": cfg.variation.to_dict(), "action_noise": cfg.action_noise, "seed_stride": SEED_STRIDE,
+        "versions": versions,
         "python": sys.version.split()[0], "platform": platform.platform(), "command": " ".join(sys.argv),
     }
 
@@ -126,7 +140,7 @@ def generate(out: str | Path, cfg: GenerationConfig, overwrite: bool = False, pr
                 for _ in range(cfg.episodes - done[t]):
                     seed = cfg.seed + SEED_STRIDE * list_tasks().index(t) + next_k[t]
                     next_k[t] += 1
-                    jobs.append((t, seed, cfg.image_size, cfg.camera, cfg.max_steps, variation))
+                    jobs.append((t, seed, cfg.image_size, cfg.camera, cfg.max_steps, variation, cfg.action_noise))
             if any(next_k[t] > 3 * cfg.episodes + 10 for t in cfg.tasks):
                 raise RuntimeError(f"the scripted expert keeps failing: failures per task {failures}")
             if pool is None:

@@ -1,0 +1,127 @@
+"""Is anything broken between training and acting? Memorise a few demonstrations, then replay their scenes.
+
+    python benchmarks/overfit_replay.py --workdir runs/pipeline/quick
+
+Takes the first ``--episodes`` demonstrations of each task from ``<workdir>/data/demos``,
+trains stage 2 (``experiments/harmowam.yaml``, on ``<workdir>/checkpoints/world_model``)
+on them alone until the experts fit them, and rolls the policy out in closed loop on
+exactly those episodes' stored seeds and scene, with the predictive expert alone,
+the reactive expert alone and the learned gate, executing 8 and 1 actions per
+chunk. A policy that memorised its training scenes must solve them; if it does not,
+the per-episode diagnostics say where training and acting part: the first frame's
+difference from the stored one (reset, rendering or orientation), and the action
+error against the demonstration over the first steps (before the paths diverge).
+Prints a table and writes ``--out`` (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def subset(store_path: Path, out: Path, per_task: int) -> Path:
+    """A dataset folder with the first ``per_task`` episodes of each task (generation metadata kept)."""
+    from harmowam.data.format import EpisodeStore, EpisodeWriter
+
+    if (out / "meta.json").is_file():
+        return out
+    store = EpisodeStore(store_path)
+    writer = EpisodeWriter(out, store.image_size[0], dict(store.meta["generation"]), overwrite=True)
+    taken: dict[str, int] = {}
+    for ep in store.episodes:
+        if taken.get(ep.task, 0) < per_task:
+            writer.add_episode(store.episode(ep.index), ep.task, ep.instruction, ep.seed)
+            taken[ep.task] = taken.get(ep.task, 0) + 1
+    return writer.close()
+
+
+def train(workdir: Path, data: Path, steps: int, name: str) -> Path:
+    ckpt = workdir / "runs" / name / "version_0" / "checkpoints" / "last.ckpt"
+    if ckpt.is_file():
+        return ckpt
+    cmd = [str(Path(sys.executable).parent / "lightning"), "fit", "-c", str(REPO / "experiments" / "harmowam.yaml"),
+           f"--data.init_args.data_dirs=[{data}]", "--data.init_args.val_fraction=0",
+           "--trainer.limit_val_batches=0", f"--trainer.max_steps={steps}", "--trainer.max_time=null",
+           f"--trainer.logger.init_args.name={name}", "--trainer.enable_progress_bar=false",
+           "--model.init_args.warmup_steps=20"]
+    print("$ " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=workdir, check=True)
+    return ckpt
+
+
+def replay(ckpt: Path, data: Path, gate: str, n_action_steps: int, max_steps: int) -> list[dict]:
+    import torch
+
+    from harmowam.data.format import EpisodeStore
+    from harmowam.eval.policies import CheckpointPolicy
+    from harmowam.eval.rollout import run_episode
+    from harmowam.gates.fixed import ConstantGate
+    from harmowam.sim.env import render, reset_scene
+
+    store = EpisodeStore(data)
+    gen = store.meta["generation"]
+    policy = CheckpointPolicy(ckpt, name=f"{gate}/n{n_action_steps}", n_action_steps=n_action_steps)
+    if gate != "learned":
+        policy.module.gate = ConstantGate(policy.module.shapes, 1.0 if gate == "predictive" else 0.0)
+    rows = []
+    for ep in store.episodes:
+        demo = store.episode(ep.index)
+        rec = run_episode(policy, ep.task, "replay", gen["variation"], ep.index, ep.seed, max_steps,
+                          gen["image_size"], gen["camera"])
+        # diagnostics: the first frame as the policy sees it, and its actions along the demonstration's states
+        env, _ = reset_scene(ep.task, gen["variation"], ep.seed, gen["image_size"], gen["camera"])
+        first = render(env)
+        policy.reset(ep.task, ep.seed)
+        errs = []
+        for t in range(min(10, ep.length)):
+            obs = {"image": demo["image"][t], "state": demo["state"][t], "instruction": ep.instruction}
+            action, _ = policy.act(obs)
+            errs.append(float(np.abs(action - demo["action"][t]).mean()))
+        rows.append({"task": ep.task, "seed": ep.seed, "success": rec["success"], "steps": rec["steps"],
+                     "first_frame_max_abs_diff": int(np.abs(first.astype(int) - demo["image"][0].astype(int)).max()),
+                     "action_mae_on_demo_states": round(float(np.mean(errs)), 4),
+                     "expert_steps": rec["expert_steps"]})
+        torch.manual_seed(0)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", default="runs/pipeline/quick",
+                    help="a pipeline folder with data/demos and checkpoints/world_model")
+    ap.add_argument("--episodes", type=int, default=2, help="demonstrations per task to memorise")
+    ap.add_argument("--steps", type=int, default=1500, help="stage-2 optimiser steps on them")
+    ap.add_argument("--max-steps", type=int, default=200, help="step limit per replayed episode")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "overfit_replay.json"))
+    args = ap.parse_args()
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    workdir = Path(args.workdir).resolve()
+    data = subset(workdir / "data" / "demos", workdir / "data" / f"overfit_{args.episodes}", args.episodes)
+    ckpt = train(workdir, data, args.steps, f"overfit_{args.episodes}")
+    results = {}
+    for gate in ("predictive", "reactive", "learned"):
+        for n in (8, 1):
+            rows = replay(ckpt, data, gate, n, args.max_steps)
+            rate = float(np.mean([r["success"] for r in rows]))
+            results[f"{gate}/n{n}"] = {"success": rate, "episodes": rows}
+            mae = np.mean([r["action_mae_on_demo_states"] for r in rows])
+            print(f"{gate:10s} n_action_steps={n}: success {rate:.2f} ({sum(r['success'] for r in rows)}/{len(rows)}), "
+                  f"action MAE on the demonstrations' first states {mae:.3f}", flush=True)
+    report = {"workdir": str(workdir), "data": str(data), "checkpoint": str(ckpt), "steps": args.steps,
+              "episodes_per_task": args.episodes, "results": results}
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Stage-2 optimiser steps per second: world-model outputs from the cache against sampling them every batch.
+
+    python benchmarks/stage2_throughput.py --workdir runs/pipeline/quick
+
+Runs the stage-2 config (``experiments/harmowam.yaml`` by default) through
+``lightning``'s own Trainer in the given work folder (it reads ``data/demos`` and
+``checkpoints/world_model`` there, as the config does), first with
+``world_model_cache: false`` (the world model samples five denoising steps, and
+decodes where an expert trains on predicted frames, for every batch), then with
+the cache (built once before the timed steps; its build time is reported apart),
+then with single-step features. Prints the median seconds per optimiser step over
+the timed steps, steps per second, and the ratio to the on-the-fly path measured in
+the same run; writes them to ``--out`` (JSON). Nothing is logged or checkpointed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class StepTimer(L.Callback):
+    """Wall-clock seconds between consecutive training-batch ends (loading, forward, backward, step)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._last: float | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.times.append(now - self._last)
+        self._last = now
+
+
+def measure(config: Path, overrides: list[str], steps: int) -> dict[str, float]:
+    from lightning.pytorch.cli import LightningCLI
+
+    cli = LightningCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                       args=["-c", str(config), "--trainer.logger=false", "--trainer.enable_checkpointing=false",
+                             "--trainer.callbacks=null", "--trainer.enable_progress_bar=false",
+                             "--trainer.limit_val_batches=0", f"--trainer.max_steps={steps + 1}",
+                             "--trainer.max_time=null", "--trainer.enable_model_summary=false", *overrides],
+                       run=False)
+    model, data = cli.model, cli.datamodule
+    timer = StepTimer()
+    trainer = L.Trainer(**{**_trainer_kwargs(cli), "callbacks": [timer]})
+    build = 0.0
+    if model.hparams.world_model_cache is not False and model.world_model is not None:
+        # build (or read) the cache before the timed steps, as a fit does at its first batch
+        model._trainer = trainer
+        trainer.datamodule = data  # type: ignore[misc]
+        data.setup("fit")
+        t0 = time.perf_counter()
+        model.output_cache()
+        build = time.perf_counter() - t0
+        model._trainer = None
+    trainer.fit(model, datamodule=data)
+    per_step = statistics.median(timer.times)
+    return {"median_s_per_step": round(per_step, 4), "steps_per_s": round(1 / per_step, 3),
+            "timed_steps": len(timer.times), "cache_build_s": round(build, 1)}
+
+
+def _trainer_kwargs(cli) -> dict:
+    cfg = cli.config["trainer"]
+    keep = ("accelerator", "devices", "max_steps", "limit_val_batches", "logger", "enable_checkpointing",
+            "enable_progress_bar", "enable_model_summary", "gradient_clip_val", "num_sanity_val_steps")
+    return {k: cfg[k] for k in keep if k in cfg and cfg[k] is not None} | {"logger": False}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", default="runs/pipeline/quick", help="folder with data/demos and checkpoints/world_model")
+    ap.add_argument("--config", default=str(REPO / "experiments" / "harmowam.yaml"))
+    ap.add_argument("--steps", type=int, default=12, help="timed optimiser steps per path")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "stage2_throughput_cpu.json"))
+    args = ap.parse_args()
+
+    os.chdir(args.workdir)
+    torch.manual_seed(0)
+    paths = {
+        "on_the_fly": ["--model.init_args.world_model_cache=false"],
+        "cached": ["--model.init_args.world_model_cache=true"],
+        "cached_single_step": ["--model.init_args.world_model_cache=true", "--model.init_args.world_model_steps=1"],
+    }
+    results = {}
+    for name, overrides in paths.items():
+        results[name] = measure(Path(args.config), overrides, args.steps)
+        print(f"{name:20s} {results[name]['median_s_per_step']:.3f} s/step  {results[name]['steps_per_s']:.2f} steps/s"
+              f"  (cache build {results[name]['cache_build_s']} s)", flush=True)
+    base = results["on_the_fly"]["median_s_per_step"]
+    for name in paths:
+        results[name]["speedup_vs_on_the_fly"] = round(base / results[name]["median_s_per_step"], 2)
+    print("speed-up of the cached path: " + ", ".join(f"{k} {v['speedup_vs_on_the_fly']}x" for k, v in results.items()))
+    report = {"config": args.config, "workdir": str(Path.cwd()), "steps": args.steps, "threads": torch.get_num_threads(),
+              "cpu": platform.processor() or platform.machine(), "torch": torch.__version__, "results": results}
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
