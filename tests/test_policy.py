@@ -207,3 +207,55 @@ def test_stage2_lightning_fit_on_a_tiny_config(tiny_policy_ckpt, tiny_data):
     obs = {"image": torch.from_numpy(ep["image"][:2]).permute(0, 3, 1, 2), "state": torch.from_numpy(ep["state"][:2]),
            "instruction": [store.episodes[0].instruction] * 2}
     assert policy.predict_action_chunk(obs).shape == (2, 4, 4)
+
+
+def test_checkpoint_holds_the_weight_average_and_the_training_weights(tiny_policy_ckpt):
+    ckpt = torch.load(tiny_policy_ckpt, map_location="cpu", weights_only=False)
+    ema = ckpt["ema"]
+    assert ema["num_updates"] > 0 and ema["training_weights"]
+    assert not any(k.startswith("world_model.") for k in ema["training_weights"])  # the frozen model is not averaged
+    differs = [k for k, v in ema["training_weights"].items() if not torch.equal(v, ckpt["state_dict"][k])]
+    assert differs  # the average lags the training weights
+    policy = PolicyModule.load_from_checkpoint(tiny_policy_ckpt)
+    name = differs[0]
+    torch.testing.assert_close(dict(policy.named_parameters())[name].detach(), ckpt["state_dict"][name])
+
+
+def test_history_is_refused_not_dropped(saved_world_model, tmp_path):
+    import lightning as L
+
+    from harmowam.data import EpisodeDataModule
+
+    data = write_synthetic(tmp_path / "d", [20, 20], image_size=32)
+    policy = PolicyModule(world_model=str(saved_world_model), experts={"predictive": BOTH["predictive"]},
+                          gate="always_predictive", image_encoder={"model_kwargs": TINY_VIT},
+                          instruction_encoder={"name": "learned", "dim": 16})
+    dm = EpisodeDataModule([str(data)], num_history=2, num_future_frames=2, future_stride=6, batch_size=4)
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.raises(ValueError, match="num_history=2"):
+        trainer.fit(policy, datamodule=dm)
+
+
+def test_gate_is_read_every_step_and_a_switch_drops_the_queued_chunk(saved_world_model, tmp_path):
+    policy = _policy(saved_world_model, BOTH, {"name": "process_adaptive", "use_state": True}, tmp_path)
+    policy.hparams.n_action_steps = 6
+    gate = policy.gate
+    with torch.no_grad():  # a gate that reads only the state's first coordinate: interaction when it is positive
+        for layer in gate.mlp:
+            if hasattr(layer, "weight"):
+                layer.weight.zero_()
+                layer.bias.zero_()
+        gate.mlp[0].weight.fill_(1.0)
+        gate.mlp[1].weight[0, -4] = 1.0
+        gate.mlp[3].weight.fill_(10.0)
+        gate.mlp[3].bias.fill_(-1.0)
+    obs = _observation(b=1)
+    policy.reset()
+    experts = []
+    for t in range(8):
+        state = obs["state"].clone()
+        state[:, 0] = policy.normalizer.unnormalize("state", torch.full((1, 4), -3.0 if t < 3 else 3.0))[:, 0]
+        policy.select_action({**obs, "state": state})
+        experts.append(policy.last_experts[0])
+    assert experts == ["reactive"] * 3 + ["predictive"] * 5
+    assert policy.replans == 1 and len(policy.routing_log) == 2  # the reactive chunk was cut at step 3

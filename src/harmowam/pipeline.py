@@ -40,12 +40,13 @@ PIPELINES: dict[str, dict[str, Any]] = {
                 "eval": {"episodes": 10}},
     # Under 30 minutes on 2 CPU cores: three tasks, 20 episodes per regime, short stages, 10 episodes per cell.
     "quick": {"tasks": ["push", "drawer-open", "button-press-topdown"], "episodes": 20,
-              "world_model_overrides": ["--trainer.max_time=00:00:08:00", "--model.init_args.vae_steps=200",
+              "world_model_overrides": ["--trainer.max_time=00:00:07:00", "--model.init_args.vae_steps=200",
                                         "--trainer.val_check_interval=150"],
               "policy_overrides": {
-                  "harmowam": ["--trainer.max_steps=1000", "--trainer.max_time=00:00:06:30",
-                               "--trainer.val_check_interval=250"],
-                  "bc_baseline": ["--trainer.max_steps=2000", "--trainer.max_time=00:00:04:00",
+                  "harmowam": ["--trainer.max_steps=1100", "--trainer.max_time=00:00:06:00",
+                               "--trainer.val_check_interval=275",
+                               "--model.init_args.world_model_cache={samples_per_frame: 1}"],
+                  "bc_baseline": ["--trainer.max_steps=2000", "--trainer.max_time=00:00:03:00",
                                   "--trainer.val_check_interval=500"]},
               "eval": {"episodes": 10}},
     # Minutes: checks that every step runs, nothing more.

@@ -250,7 +250,9 @@ def write_report(records: list[dict[str, Any]], policies: list[str], tasks: list
                 vals.append("-" if m is None else f"{_fmt(m['success'])} / {_fmt(m['transit'])} / "
                                                   f"{_fmt(m['interaction'])} (n={m['episodes']})")
             lines.append(f"| {t} | " + " | ".join(vals) + " |")
-    routed = [p for p in policies if any("gate_agreement" in r for r in records if r["policy"] == p)]
+    # gated policies: both experts acted somewhere in their episodes
+    routed = [p for p in policies
+              if {"predictive", "reactive"} <= {e for r in records if r["policy"] == p for e in r["expert_steps"]}]
     if routed:
         lines += ["", "## Closed-loop routing against the `proximity` phase labels of the visited states", "",
                   "Steps where the gate chose the predictive expert exactly on interaction-labelled steps (agreement), "

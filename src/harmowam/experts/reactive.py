@@ -11,6 +11,8 @@ the ``K * stride`` actions. Loss: Smooth L1 with beta 0.1.
 It trains on real future frames by default (``train_on="real"``) or on the world
 model's own predictions (``"predicted"``); at inference it always reads predicted
 frames. ``use_world_model_features=False`` is the paper's ablation without F^V.
+``use_state`` adds the proprioceptive state as one more token: the hand's position is
+then read exactly instead of being estimated from a 64-pixel frame.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class ReactiveExpert(ActionExpert):
         use_world_model_features: bool = True,
         train_on: str = "real",
         smooth_l1_beta: float = 0.1,
+        use_state: bool = False,
     ) -> None:
         super().__init__(shapes)
         if train_on not in ("real", "predicted"):
@@ -73,7 +76,11 @@ class ReactiveExpert(ActionExpert):
         self.encoder = ImageTokenEncoder(encoder, shapes.image_size, encoder_kwargs, pretrained_file)
         self.grid = self.encoder.grid_size
         self.token_proj = nn.Linear(self.encoder.dim, width)
-        self.frame_embed = nn.Parameter(torch.zeros(3, width))  # previous frame, target frame, feature token
+        # previous frame, target frame, feature token (and the state token)
+        self.frame_embed = nn.Parameter(torch.zeros(4 if use_state else 3, width))
+        self.use_state = use_state
+        if use_state:
+            self.state_proj = nn.Linear(shapes.state_dim, width)
         if use_world_model_features:
             self.feature_proj = nn.Sequential(nn.LayerNorm(shapes.wm_feature_dim), nn.Linear(shapes.wm_feature_dim, width))
         self.mix = nn.TransformerEncoderLayer(width, heads, 2 * width, 0.0, batch_first=True, norm_first=True)
@@ -103,6 +110,9 @@ class ReactiveExpert(ActionExpert):
                 raise ValueError("the reactive expert with use_world_model_features=True needs the world model's features")
             pooled = self.feature_proj(ctx.world_model.features.mean(dim=2))  # [B, K, W]
             parts.append(pooled[:, :, None] + self.frame_embed[2])
+        if self.use_state:
+            state = self.state_proj(ctx.state)[:, None, None].expand(-1, k, 1, -1)
+            parts.append(state + self.frame_embed[3])
         x = self.mix(torch.cat(parts, dim=2).flatten(0, 1))  # [B*K, 2N(+1), W]
         n = tokens.shape[2]
         grid = x[:, n:2 * n].transpose(1, 2).reshape(b * k, -1, self.grid, self.grid)
