@@ -25,23 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from harmowam.data.subset import write_subset
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def subset(store_path: Path, out: Path, per_task: int) -> Path:
-    """A dataset folder with the first ``per_task`` episodes of each task (generation metadata kept)."""
-    from harmowam.data.format import EpisodeStore, EpisodeWriter
-
-    if (out / "meta.json").is_file():
-        return out
-    store = EpisodeStore(store_path)
-    writer = EpisodeWriter(out, store.image_size[0], dict(store.meta["generation"]), overwrite=True)
-    taken: dict[str, int] = {}
-    for ep in store.episodes:
-        if taken.get(ep.task, 0) < per_task:
-            writer.add_episode(store.episode(ep.index), ep.task, ep.instruction, ep.seed)
-            taken[ep.task] = taken.get(ep.task, 0) + 1
-    return writer.close()
 
 
 def train(workdir: Path, data: Path, steps: int, name: str) -> Path:
@@ -59,8 +45,6 @@ def train(workdir: Path, data: Path, steps: int, name: str) -> Path:
 
 
 def replay(ckpt: Path, data: Path, gate: str, n_action_steps: int, max_steps: int) -> list[dict]:
-    import torch
-
     from harmowam.data.format import EpisodeStore
     from harmowam.eval.policies import CheckpointPolicy
     from harmowam.eval.rollout import run_episode
@@ -90,7 +74,6 @@ def replay(ckpt: Path, data: Path, gate: str, n_action_steps: int, max_steps: in
                      "first_frame_max_abs_diff": int(np.abs(first.astype(int) - demo["image"][0].astype(int)).max()),
                      "action_mae_on_demo_states": round(float(np.mean(errs)), 4),
                      "expert_steps": rec["expert_steps"]})
-        torch.manual_seed(0)
     return rows
 
 
@@ -106,7 +89,7 @@ def main() -> None:
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     workdir = Path(args.workdir).resolve()
-    data = subset(workdir / "data" / "demos", workdir / "data" / f"overfit_{args.episodes}", args.episodes)
+    data = write_subset(workdir / "data" / "demos", workdir / "data" / f"overfit_{args.episodes}", args.episodes)
     ckpt = train(workdir, data, args.steps, f"overfit_{args.episodes}")
     results = {}
     for gate in ("predictive", "reactive", "learned"):

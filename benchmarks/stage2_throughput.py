@@ -3,14 +3,15 @@
     python benchmarks/stage2_throughput.py --workdir runs/pipeline/quick
 
 Runs the stage-2 config (``experiments/harmowam.yaml`` by default) through
-``lightning``'s own Trainer in the given work folder (it reads ``data/demos`` and
-``checkpoints/world_model`` there, as the config does), first with
-``world_model_cache: false`` (the world model samples five denoising steps, and
-decodes where an expert trains on predicted frames, for every batch), then with
-the cache (built once before the timed steps; its build time is reported apart),
-then with single-step features. Prints the median seconds per optimiser step over
-the timed steps, steps per second, and the ratio to the on-the-fly path measured in
-the same run; writes them to ``--out`` (JSON). Nothing is logged or checkpointed.
+Lightning's Trainer on the first ``--episodes-per-task`` demonstrations of each task of
+``<workdir>/data/demos``, with the world model in ``<workdir>/checkpoints/world_model``.
+Four paths: the world model sampled for every batch (``world_model_cache: false``) with
+its full five-step loop (the old default) and with a single denoising step, then the
+same two read from the cache (built once before the timed steps; its build time is
+reported apart, and per-step speed does not depend on the dataset's size). Prints the
+median seconds per optimiser step over the timed steps, steps per second, and the
+ratio to the five-step on-the-fly path measured in the same run; writes them to
+``--out`` (JSON). Nothing is logged or checkpointed.
 """
 
 from __future__ import annotations
@@ -83,15 +84,22 @@ def main() -> None:
     ap.add_argument("--workdir", default="runs/pipeline/quick", help="folder with data/demos and checkpoints/world_model")
     ap.add_argument("--config", default=str(REPO / "experiments" / "harmowam.yaml"))
     ap.add_argument("--steps", type=int, default=12, help="timed optimiser steps per path")
+    ap.add_argument("--episodes-per-task", type=int, default=3, help="demonstrations per task to train on")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "stage2_throughput_cpu.json"))
     args = ap.parse_args()
 
+    from harmowam.data.subset import write_subset
+
     os.chdir(args.workdir)
     torch.manual_seed(0)
+    data = write_subset("data/demos", f"data/demos_first{args.episodes_per_task}", args.episodes_per_task)
+    common = [f"--data.init_args.data_dirs=[{data}]"]
     paths = {
-        "on_the_fly": ["--model.init_args.world_model_cache=false"],
-        "cached": ["--model.init_args.world_model_cache=true"],
-        "cached_single_step": ["--model.init_args.world_model_cache=true", "--model.init_args.world_model_steps=1"],
+        "on_the_fly": [*common, "--model.init_args.world_model_cache=false", "--model.init_args.world_model_steps=null"],
+        "cached": [*common, "--model.init_args.world_model_cache=true", "--model.init_args.world_model_steps=null"],
+        "on_the_fly_single_step": [*common, "--model.init_args.world_model_cache=false",
+                                   "--model.init_args.world_model_steps=1"],
+        "cached_single_step": [*common, "--model.init_args.world_model_cache=true", "--model.init_args.world_model_steps=1"],
     }
     results = {}
     for name, overrides in paths.items():
@@ -102,7 +110,8 @@ def main() -> None:
     for name in paths:
         results[name]["speedup_vs_on_the_fly"] = round(base / results[name]["median_s_per_step"], 2)
     print("speed-up of the cached path: " + ", ".join(f"{k} {v['speedup_vs_on_the_fly']}x" for k, v in results.items()))
-    report = {"config": args.config, "workdir": str(Path.cwd()), "steps": args.steps, "threads": torch.get_num_threads(),
+    report = {"config": args.config, "workdir": str(Path.cwd()), "data": str(data), "steps": args.steps,
+              "threads": torch.get_num_threads(),
               "cpu": platform.processor() or platform.machine(), "torch": torch.__version__, "results": results}
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")

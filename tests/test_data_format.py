@@ -84,3 +84,23 @@ def test_episode_shorter_than_window_names_file_and_episode(tmp_path):
     dm = EpisodeDataModule(str(path), num_future_frames=4, future_stride=4, action_horizon=12, val_fraction=0.0)
     with pytest.raises(DatasetError, match=r"meta\.json: episode 1 .*10 steps, shorter than the window \(17 steps"):
         dm.setup("fit")
+
+
+def test_subset_keeps_the_first_episodes_of_each_task_and_their_metadata(tmp_path):
+    from harmowam.data.format import EpisodeWriter
+    from harmowam.data.subset import write_subset
+
+    rng = np.random.default_rng(0)
+    writer = EpisodeWriter(tmp_path / "src", 8, {"variation": {"position_scale": 0.5}})
+    for i, task in enumerate(["push", "push", "drawer-open", "push", "drawer-open"]):
+        n = 5 + i
+        writer.add_episode({"image": rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8),
+                            "state": rng.normal(size=(n, 4)).astype(np.float32),
+                            "env_state": rng.normal(size=(n, 39)).astype(np.float32),
+                            "action": rng.uniform(-1, 1, (n, 4)).astype(np.float32)}, task, task, seed=100 + i)
+    src = EpisodeStore(writer.close())
+    sub = EpisodeStore(write_subset(src.path, tmp_path / "sub", 2))
+    assert [(e.task, e.seed) for e in sub.episodes] == [("push", 100), ("push", 101), ("drawer-open", 102),
+                                                        ("drawer-open", 104)]
+    np.testing.assert_array_equal(sub.episode(3)["action"], src.episode(4)["action"])
+    assert sub.meta["generation"]["variation"] == {"position_scale": 0.5}

@@ -74,7 +74,7 @@ class PolicyModule(L.LightningModule):
         image_shift: int = 4,
         color_jitter: float = 0.0,
         world_model_cache: dict[str, Any] | bool = True,
-        world_model_steps: int | None = None,
+        world_model_steps: int | None = 1,
         n_action_steps: int = 8,
         gate_every_step: bool = True,
         val_sample_batches: int = 2,
