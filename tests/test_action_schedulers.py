@@ -18,19 +18,19 @@ from harmowam.experts.noise_schedule import ActionNoiseSchedule
 def test_a_fitted_expert_reproduces_its_chunk_through_predict(scheduler):
     torch.manual_seed(0)
     shapes = PolicyShapes(action_horizon=4, image_token_dim=8, instruction_dim=8)
-    expert = harmowam.create_expert("predictive", shapes=shapes, width=64, depth=2, heads=2, use_world_model=False,
+    expert = harmowam.create_expert("predictive", shapes=shapes, width=32, depth=1, heads=2, use_world_model=False,
                                     scheduler=scheduler, num_inference_steps=10)
     ctx = ExpertContext(image=torch.zeros(1, 3, 8, 8, dtype=torch.uint8), state=torch.zeros(1, 4), instructions=["x"],
                         instruction_tokens=torch.zeros(1, 1, 8), image_tokens=torch.zeros(1, 2, 8))
     target = torch.tensor([[[0.5, -0.5, 0.2, -0.8], [0.1, 0.3, -0.2, 0.6],
                             [-0.4, 0.0, 0.7, -0.1], [0.9, -0.3, 0.4, 0.2]]])
     opt = torch.optim.AdamW(expert.parameters(), lr=2e-3, weight_decay=0.0)
-    batch = ExpertContext(image=ctx.image.expand(64, -1, -1, -1), state=ctx.state.expand(64, -1), instructions=["x"] * 64,
-                          instruction_tokens=ctx.instruction_tokens.expand(64, -1, -1),
-                          image_tokens=ctx.image_tokens.expand(64, -1, -1))
-    mask = torch.ones(64, 4, dtype=torch.bool)
-    for _ in range(400):
-        loss, _ = expert.compute_loss(batch, target.expand(64, -1, -1), mask)
+    batch = ExpertContext(image=ctx.image.expand(32, -1, -1, -1), state=ctx.state.expand(32, -1), instructions=["x"] * 32,
+                          instruction_tokens=ctx.instruction_tokens.expand(32, -1, -1),
+                          image_tokens=ctx.image_tokens.expand(32, -1, -1))
+    mask = torch.ones(32, 4, dtype=torch.bool)
+    for _ in range(300):
+        loss, _ = expert.compute_loss(batch, target.expand(32, -1, -1), mask)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -118,7 +118,18 @@ def reset_scene(task: str, variation: dict[str, Any], seed: int, image_size: int
 
 
 def render(env: Any) -> np.ndarray:
-    """The current frame, upright (MuJoCo's offscreen image is upside down)."""
+    """The current frame, upright (MuJoCo's offscreen image is upside down).
+
+    Every cached environment has its own OpenGL context, and gymnasium makes an
+    environment's context current only when it is created (or when one environment has
+    several viewers). Rendering an environment after another one was created drew with
+    the other's context: a different, wrong picture (found by tests/test_replay.py; it
+    affected every evaluation worker that switched tasks or object shapes). So the
+    environment's own context is made current before each frame.
+    """
+    viewer = getattr(getattr(env, "mujoco_renderer", None), "viewer", None)
+    if viewer is not None:
+        viewer.make_context_current()
     return np.ascontiguousarray(env.render()[::-1])
 
 
