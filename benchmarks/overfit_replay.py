@@ -36,7 +36,9 @@ def train(workdir: Path, data: Path, steps: int, name: str) -> Path:
         return ckpt
     cmd = [str(Path(sys.executable).parent / "lightning"), "fit", "-c", str(REPO / "experiments" / "harmowam.yaml"),
            f"--data.init_args.data_dirs=[{data}]", "--data.init_args.val_fraction=0",
-           "--trainer.limit_val_batches=0", f"--trainer.max_steps={steps}", "--trainer.max_time=null",
+           # no validation data: the checkpoint is written at the end of each training epoch
+           "--trainer.limit_val_batches=0", "--trainer.check_val_every_n_epoch=1", "--trainer.val_check_interval=1.0",
+           f"--trainer.max_steps={steps}", "--trainer.max_time=null",
            f"--trainer.logger.init_args.name={name}", "--trainer.enable_progress_bar=false",
            "--model.init_args.warmup_steps=20"]
     print("$ " + " ".join(cmd), flush=True)
