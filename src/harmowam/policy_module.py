@@ -43,7 +43,7 @@ from harmowam.experts.image_encoder import ImageTokenEncoder
 from harmowam.gates.base import PREDICTIVE, REACTIVE
 from harmowam.registry import REGISTRY, build_component, component_name
 from harmowam.training import ExponentialMovingAverage, decay_and_no_decay, warmup_cosine
-from harmowam.world_models.base import WorldModelOutput, to_unit_range
+from harmowam.world_models.base import WorldModelOutput, to_uint8, to_unit_range
 from harmowam.world_models.loading import load_world_model
 from harmowam.world_models.output_cache import CacheOptions, WorldModelOutputCache
 
@@ -249,7 +249,7 @@ class PolicyModule(L.LightningModule):
             predicted = wm is not None and wm.frames is not None
             stack = [image[:, None], future]
             if predicted:
-                stack.append(((wm.frames + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+                stack.append(to_uint8(wm.frames))
             frames = torch.cat(stack, dim=1)
             frames = color_jitter(random_shift(frames, self.hparams.image_shift), self.hparams.color_jitter)
             k = future.shape[1]

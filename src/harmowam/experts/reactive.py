@@ -11,7 +11,8 @@ the ``K * stride`` actions. Loss: Smooth L1 with beta 0.1.
 It trains on the world model's own predictions by default (``train_on="predicted"``:
 what it reads at inference; with a world model that predicts only a little better
 than copying the frame, real future frames are a different input) or on real future
-frames (``"real"``); at inference it always reads predicted frames. ``use_world_model_features=False`` is the paper's ablation without F^V.
+frames (``"real"``); at inference it always reads predicted frames.
+``use_world_model_features=False`` is the paper's ablation without F^V.
 ``use_state`` adds the proprioceptive state as one more token: the hand's position is
 then read exactly instead of being estimated from a 64-pixel frame.
 """
@@ -26,6 +27,7 @@ from torch import nn
 
 from harmowam.experts.base import FEATURES, FRAMES, ActionExpert, ExpertContext, PolicyShapes, masked_mean
 from harmowam.experts.image_encoder import ImageTokenEncoder
+from harmowam.world_models.base import to_uint8
 
 
 #: a small ViT: it encodes 1 + K frames per sample, so it sets stage 2's step time (measured forward and
@@ -103,7 +105,7 @@ class ReactiveExpert(ActionExpert):
         if ctx.world_model is None or ctx.world_model.frames is None:
             raise ValueError("the reactive expert needs the world model's predicted frames")
         # predicted frames are floats in [-1, 1]; the encoder takes uint8
-        return ((ctx.world_model.frames + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        return to_uint8(ctx.world_model.frames)
 
     def forward_chunk(self, ctx: ExpertContext, training: bool) -> torch.Tensor:
         frames = self._frames(ctx, training)  # [B, K, 3, H, W]

@@ -59,3 +59,8 @@ class WorldModel(nn.Module, ABC):
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 images (any leading shape, channels before H, W) to floats in [-1, 1]."""
     return images.float().div(127.5).sub(1.0)
+
+
+def to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """Frames in [-1, 1] (e.g. predicted ones) to uint8, the inverse of :func:`to_unit_range` up to rounding."""
+    return ((frames + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)

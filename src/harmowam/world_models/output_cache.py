@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from harmowam.data.format import META_FILE, EpisodeStore
-from harmowam.world_models.base import WorldModel, WorldModelOutput, to_unit_range
+from harmowam.world_models.base import WorldModel, WorldModelOutput, to_uint8, to_unit_range
 
 INFO_FILE = "cache.json"
 
@@ -169,7 +169,7 @@ def _build(path: Path, world_model: WorldModel, stores: list[EpisodeStore], opti
                                           num_steps=options.num_steps)
                 feats[lo:lo + len(batch), j] = pool_tokens(out.features.float(), options.feature_tokens).cpu().numpy()
                 if frames is not None:
-                    frames[lo:lo + len(batch), j] = ((out.frames + 1) * 127.5).round().clamp(0, 255).byte().cpu().numpy()
+                    frames[lo:lo + len(batch), j] = to_uint8(out.frames).cpu().numpy()
         start += store.num_frames
     feats.flush()
     if frames is not None:
