@@ -105,7 +105,7 @@ def _cmd_eval(ns: argparse.Namespace) -> int:
     if names and len(names) != len(ckpts):
         raise ValueError(f"give one --name per --ckpt ({len(ckpts)} checkpoints, {len(names)} names)")
     gates = [None] if not ns.gate else [None if g == "checkpoint" else g for g in ns.gate.split(",")]
-    specs = [PolicySpec("checkpoint", path=c, name=(names[i] + (f"+{g}" if g else "")) if names else None,
+    specs = [PolicySpec("checkpoint", path=c, name=names[i] if names else None,
                         n_action_steps=ns.n_action_steps, device=ns.device, gate=g)
              for i, c in enumerate(ckpts) for g in gates]
     references = [p for p in (ns.policy or "").split(",") if p]

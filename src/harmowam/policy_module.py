@@ -127,7 +127,6 @@ class PolicyModule(L.LightningModule):
         self._cache: WorldModelOutputCache | None = None
         self._ema: ExponentialMovingAverage | None = None
         self._ema_restore: dict[str, Any] | None = None  # EMA state from a resumed checkpoint
-        self._ema_backup: dict[str, torch.Tensor] | None = None  # training weights while the EMA is swapped in
         self._val = nn.ModuleDict({f"{r}_action_mse": torchmetrics.MeanSquaredError() for r in self.experts})
         self._val["policy_action_mse"] = torchmetrics.MeanSquaredError()
         self._val["gate_accuracy"] = torchmetrics.classification.BinaryAccuracy()
@@ -165,8 +164,7 @@ class PolicyModule(L.LightningModule):
         checkpoint["normalizer"] = {"modes": n.modes, "buffers": {k: v.cpu() for k, v in n.state_dict().items()}}
         if self._ema is not None:
             # The state dict holds the averaged weights (what inference loads); the training weights travel beside.
-            params = dict(self.named_parameters())
-            training = {k: (self._ema_backup or {}).get(k, params[k].detach()).cpu().clone() for k in self._ema.names}
+            training = self._ema.training_weights(self)
             for k in self._ema.names:
                 checkpoint["state_dict"][k] = self._ema.shadow[k].detach().cpu().clone()
             checkpoint["ema"] = {"decay": self._ema.decay, "num_updates": self._ema.num_updates,
@@ -344,18 +342,12 @@ class PolicyModule(L.LightningModule):
             self._ema.update(self)
 
     def on_validation_epoch_start(self) -> None:
-        if self._ema is not None and self._ema_backup is None:
-            params = dict(self.named_parameters())
-            self._ema_backup = {k: params[k].detach().clone() for k in self._ema.names}
-            self._ema.copy_to(self)
+        if self._ema is not None:
+            self._ema.swap_in(self)
 
     def on_validation_epoch_end(self) -> None:
-        if self._ema_backup is not None:
-            params = dict(self.named_parameters())
-            with torch.no_grad():
-                for k, v in self._ema_backup.items():
-                    params[k].copy_(v)
-            self._ema_backup = None
+        if self._ema is not None:
+            self._ema.swap_out(self)
 
     def on_fit_end(self) -> None:
         if self._ema is not None:  # the module left in memory acts with the averaged weights, as a loaded one would

@@ -46,7 +46,7 @@ class EvalConfig:
 class PolicySpec:
     kind: str  # checkpoint | scripted | random
     path: str | None = None
-    name: str | None = None
+    name: str | None = None  # the row name; "+<gate>" is appended when gate is given
     n_action_steps: int | None = None
     device: str = "cpu"
     gate: str | None = None  # a fixed gate that replaces the checkpoint's: one expert path alone
@@ -89,7 +89,7 @@ def prepare_policies(specs: list[PolicySpec], suite_name: str, tasks: list[str])
     for spec in specs:
         d = spec.as_dict()
         if spec.kind == "checkpoint":
-            d["name"] = spec.name or default_policy_name(spec.path) + (f"+{spec.gate}" if spec.gate else "")
+            d["name"] = (spec.name or default_policy_name(spec.path)) + (f"+{spec.gate}" if spec.gate else "")
             policy = CheckpointPolicy(spec.path, d["name"], spec.n_action_steps, "cpu", suite=suite, gate=spec.gate)
             check_instructions(policy, tasks)
             if image_size is not None and policy.image_size != image_size:

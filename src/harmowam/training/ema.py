@@ -9,9 +9,6 @@ dominated by the random initialisation.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 import torch
 from torch import nn
 
@@ -24,6 +21,7 @@ class ExponentialMovingAverage:
         self.names = [n for n, p in module.named_parameters() if p.requires_grad and not n.startswith(skip_prefixes)]
         params = dict(module.named_parameters())
         self.shadow = {n: params[n].detach().clone() for n in self.names}
+        self.backup: dict[str, torch.Tensor] | None = None  # training weights while the average is swapped in
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
@@ -46,18 +44,29 @@ class ExponentialMovingAverage:
         for n in self.names:
             params[n].copy_(self.shadow[n])
 
-    @contextmanager
-    def swapped_in(self, module: nn.Module) -> Iterator[None]:
-        """Run a block with the averaged weights in ``module``; the training weights come back after."""
+    @torch.no_grad()
+    def swap_in(self, module: nn.Module) -> None:
+        """Put the averaged weights into ``module``, keeping its training weights until :meth:`swap_out`."""
+        if self.backup is not None:
+            return
         params = dict(module.named_parameters())
-        saved = {n: params[n].detach().clone() for n in self.names}
+        self.backup = {n: params[n].detach().clone() for n in self.names}
         self.copy_to(module)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for n in self.names:
-                    params[n].copy_(saved[n])
+
+    @torch.no_grad()
+    def swap_out(self, module: nn.Module) -> None:
+        """Give ``module`` its training weights back after :meth:`swap_in`."""
+        if self.backup is None:
+            return
+        params = dict(module.named_parameters())
+        for n, v in self.backup.items():
+            params[n].copy_(v)
+        self.backup = None
+
+    def training_weights(self, module: nn.Module) -> dict[str, torch.Tensor]:
+        """The training weights (CPU copies), whether or not the average is swapped in."""
+        params = dict(module.named_parameters())
+        return {n: (self.backup or {}).get(n, params[n].detach()).cpu().clone() for n in self.names}
 
     def state_dict(self) -> dict:
         return {"decay": self.decay, "num_updates": self.num_updates,
