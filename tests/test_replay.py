@@ -14,19 +14,17 @@ pytestmark = pytest.mark.sim
 
 def replay(store, index: int, action_noise: float = 0.0):
     from harmowam.sim.env import render, reset_scene
+    from harmowam.sim.generate import ActionNoise
 
     ep, info = store.episode(index), store.episodes[index]
     gen = store.meta["generation"]
     env, obs = reset_scene(info.task, gen["variation"], info.seed, gen["image_size"], gen["camera"])
-    noise = np.random.default_rng([info.seed, 0xDA27])
+    perturb = ActionNoise(info.seed, action_noise)
     states, frames = [], []
     for action in ep["action"]:
         states.append(obs[:39].astype(np.float32))
         frames.append(render(env))
-        executed = action
-        if action_noise > 0:
-            executed = np.clip(action + noise.normal(0.0, action_noise, size=action.shape), -1, 1).astype(np.float32)
-        obs, *_ = env.step(executed)
+        obs, *_ = env.step(perturb(action))
     return ep, np.stack(states), np.stack(frames)
 
 

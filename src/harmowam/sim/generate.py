@@ -61,12 +61,25 @@ class GenerationConfig:
             raise ValueError(f"action_noise must be in [0, 1], got {self.action_noise}")
 
 
+class ActionNoise:
+    """The DART perturbation of an episode: Gaussian noise of std ``sigma``, drawn from the episode's seed, so
+    that a stored episode's executed actions can be rebuilt from its seed and clean actions."""
+
+    def __init__(self, seed: int, sigma: float) -> None:
+        self.sigma, self.rng = sigma, np.random.default_rng([seed, 0xDA27])
+
+    def __call__(self, action: np.ndarray) -> np.ndarray:
+        if self.sigma <= 0:
+            return action
+        return np.clip(action + self.rng.normal(0.0, self.sigma, size=action.shape), -1, 1).astype(np.float32)
+
+
 def run_episode(task: str, seed: int, image_size: int, camera: str, max_steps: int,
                 variation: dict[str, Any], action_noise: float = 0.0) -> dict[str, Any]:
     """Roll out the scripted expert once; returns arrays and whether it succeeded."""
     policy = expert_policy(task)
     env, obs = reset_scene(task, variation, seed, image_size, camera)
-    noise = np.random.default_rng([seed, 0xDA27])
+    perturb = ActionNoise(seed, action_noise)
     images, states, env_states, actions = [], [], [], []
     success = False
     for _ in range(max_steps):
@@ -75,10 +88,7 @@ def run_episode(task: str, seed: int, image_size: int, camera: str, max_steps: i
         states.append(obs[:4])
         env_states.append(obs[:39])
         actions.append(action)
-        executed = action
-        if action_noise > 0:
-            executed = np.clip(action + noise.normal(0.0, action_noise, size=action.shape), -1, 1).astype(np.float32)
-        obs, _, _, _, info = env.step(executed)
+        obs, _, _, _, info = env.step(perturb(action))
         if info.get("success", 0.0) >= 1.0:
             success = True
             break
