@@ -14,12 +14,14 @@ from harmowam.experts import ExpertContext, PolicyShapes
 from harmowam.experts.noise_schedule import ActionNoiseSchedule
 
 
+@pytest.mark.parametrize("prediction", ["noise", "sample"])
 @pytest.mark.parametrize("scheduler", ["ddim", "ddpm", "flow_matching"])
-def test_a_fitted_expert_reproduces_its_chunk_through_predict(scheduler):
+def test_a_fitted_expert_reproduces_its_chunk_through_predict(scheduler, prediction):
     torch.manual_seed(0)
     shapes = PolicyShapes(action_horizon=4, image_token_dim=8, instruction_dim=8)
     expert = harmowam.create_expert("predictive", shapes=shapes, width=32, depth=1, heads=2, use_world_model=False,
-                                    scheduler=scheduler, num_inference_steps=10)
+                                    scheduler=scheduler, num_inference_steps=10, prediction=prediction,
+                                    noise_samples=2)
     ctx = ExpertContext(image=torch.zeros(1, 3, 8, 8, dtype=torch.uint8), state=torch.zeros(1, 4), instructions=["x"],
                         instruction_tokens=torch.zeros(1, 1, 8), image_tokens=torch.zeros(1, 2, 8))
     target = torch.tensor([[[0.5, -0.5, 0.2, -0.8], [0.1, 0.3, -0.2, 0.6],
@@ -36,7 +38,7 @@ def test_a_fitted_expert_reproduces_its_chunk_through_predict(scheduler):
         opt.step()
     sampled = expert.predict(batch)
     err = (sampled - target).abs().mean().item()
-    assert err < 0.1, f"{scheduler}: sampled chunks are {err:.3f} from the one chunk the expert was fitted to"
+    assert err < 0.1, f"{scheduler}/{prediction}: sampled chunks are {err:.3f} from the one chunk the expert was fitted to"
 
 
 def test_every_scheduler_feeds_the_network_timesteps_on_one_scale():
@@ -53,5 +55,7 @@ def test_every_scheduler_feeds_the_network_timesteps_on_one_scale():
 def test_bad_scheduler_settings_are_refused():
     with pytest.raises(ValueError, match="choose from"):
         ActionNoiseSchedule("euler")
+    with pytest.raises(ValueError, match="prediction 'velocity'; choose from noise, sample"):
+        ActionNoiseSchedule("ddim", prediction="velocity")
     with pytest.raises(ValueError, match="num_inference_steps"):
         ActionNoiseSchedule("ddim", num_train_timesteps=100, num_inference_steps=0)
