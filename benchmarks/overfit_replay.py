@@ -92,7 +92,8 @@ def main() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     workdir = Path(args.workdir).resolve()
     data = write_subset(workdir / "data" / "demos", workdir / "data" / f"overfit_{args.episodes}", args.episodes)
-    ckpt = train(workdir, data, args.steps, f"overfit_{args.episodes}")
+    # the run's name carries its size, so a rerun with other settings trains anew instead of reusing a checkpoint
+    ckpt = train(workdir, data, args.steps, f"overfit_{args.episodes}ep_{args.steps}steps")
     results = {}
     for gate in ("predictive", "reactive", "learned"):
         for n in (8, 1):
