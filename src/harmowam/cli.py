@@ -144,6 +144,16 @@ def _cmd_data_labels(ns: argparse.Namespace) -> int:
     return 0
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: ...)" to an option's help, unless the help already says it or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from harmowam.sim.generate import PRESETS
 
@@ -154,15 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_plugins)
 
     data = sub.add_parser("data", help="generate or inspect demonstration data").add_subparsers(dest="data_command", required=True)
-    g = data.add_parser("generate", help="run Meta-World's scripted experts and write a dataset folder")
+    g = data.add_parser("generate", help="run Meta-World's scripted experts and write a dataset folder",
+                        formatter_class=DefaultsHelpFormatter)
     g.add_argument("--out", required=True, help="dataset folder to write")
     g.add_argument("--preset", choices=sorted(PRESETS), help="a data regime: narrow 'demos' or broad 'wm_video'")
     g.add_argument("--tasks", default=None, help="comma-separated task names, or 'all' (default)")
     g.add_argument("--episodes", type=int, default=None, help="successful episodes per task (default 50)")
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--image-size", type=int, default=64)
-    g.add_argument("--camera", default="corner4")
-    g.add_argument("--max-steps", type=int, default=200)
+    g.add_argument("--seed", type=int, default=None, help="first episode seed (default: the preset's)")
+    g.add_argument("--image-size", type=int, default=64, help="rendered frame side in pixels")
+    g.add_argument("--camera", default="corner4", help="Meta-World camera")
+    g.add_argument("--max-steps", type=int, default=200, help="step limit per episode")
     g.add_argument("--background", default=None, help="background palette: train or test")
     g.add_argument("--object-color", default=None, help="object colour palette: train or test")
     g.add_argument("--object-shape", default=None, help="object shape for push and pick-place: cube, sphere, or a shape palette (train, test)")
@@ -173,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--action-noise", type=float, default=None,
                    help="std of Gaussian noise added to the executed actions (DART); stored actions stay the "
                         "expert's clean ones (default: the preset's, else 0)")
-    g.add_argument("--workers", type=int, default=2)
+    g.add_argument("--workers", type=int, default=2, help="generation processes")
     g.add_argument("--overwrite", action="store_true")
     g.set_defaults(func=_cmd_data_generate)
 
@@ -190,7 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("sweep", help="a sweep file, e.g. experiments/sweeps/paradigms.yaml")
     sw.set_defaults(func=_cmd_sweep)
 
-    ev = sub.add_parser("eval", help="closed-loop success rates of a checkpoint on a suite of tasks x conditions")
+    from harmowam.eval.suite import SUITES
+
+    listing = "; ".join(f"suite '{name}': tasks {', '.join(suite.tasks)}; conditions "
+                        + ", ".join(f"{c} ({cond.description})" for c, cond in suite.conditions.items())
+                        for name, suite in SUITES.items())
+    ev = sub.add_parser("eval", help="closed-loop success rates of a checkpoint on a suite of tasks x conditions",
+                        description="Closed-loop success rates of checkpoints and reference policies. " + listing,
+                        formatter_class=DefaultsHelpFormatter)
     ev.add_argument("--ckpt", action="append", default=None,
                     help="a stage-2 policy checkpoint (.ckpt); repeat it to compare several in one table")
     ev.add_argument("--name", action="append", default=None,
@@ -203,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated fixed gates to roll out each checkpoint with instead of its own, e.g. "
                          "'checkpoint,always_predictive,always_reactive' (checkpoint = its own gate): one row per "
                          "expert path")
-    ev.add_argument("--suite", default="metaworld6")
+    ev.add_argument("--suite", default="metaworld6", choices=sorted(SUITES), help="task suite")
     ev.add_argument("--conditions", default="all", help="comma-separated, or all")
     ev.add_argument("--tasks", default="all", help="comma-separated, or all")
     ev.add_argument("--episodes", type=int, default=5, help="episodes per task and condition")
@@ -213,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--workers", type=int, default=2, help="environment processes")
     ev.add_argument("--videos", type=int, default=1, help="episodes per policy, task and condition saved as GIF")
     ev.add_argument("--no-timelines", action="store_true", help="skip the gate-timeline PNGs")
-    ev.add_argument("--camera", default="corner4")
+    ev.add_argument("--camera", default="corner4", help="Meta-World camera when no checkpoint sets it")
     ev.add_argument("--image-size", type=int, default=64, help="render size when no checkpoint sets it")
     ev.add_argument("--device", default="cpu", help="torch device of the checkpoint's policy")
     ev.add_argument("--out", default=None,
