@@ -65,6 +65,9 @@ def lightning_executable() -> Path:
 
 
 def _lightning(config: Path, workdir: Path, overrides: list[str]) -> None:
+    if not sys.stdout.isatty():  # a log file: plain progress lines instead of a redrawn bar
+        overrides = ["--trainer.enable_progress_bar=false",
+                     "--trainer.callbacks+=harmowam.progress.PlainProgress", *overrides]
     cmd = [str(lightning_executable()), "fit", "-c", str(config), *overrides]
     print("$ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=workdir, check=True)
@@ -122,6 +125,7 @@ def run_pipeline(workdir: str | Path | None = None, preset: str = "default", wor
         else:
             print(f"[policy] {policy_run} is trained, skipping")
         assert policy_run is not None
+        print(f"[policy] {name}: {policy_run / 'checkpoints' / 'last.ckpt'}", flush=True)
         policy_runs[name] = policy_run
     ev = spec["eval"]
     eval_cfg = EvalConfig(tasks=tasks, conditions=ev.get("conditions", "all"), episodes=ev["episodes"],

@@ -77,11 +77,13 @@ class PolicyModule(L.LightningModule):
         world_model_steps: int | None = 1,
         n_action_steps: int = 8,
         gate_every_step: bool = True,
-        val_sample_batches: int = 2,
+        val_sample_batches: int | None = None,
     ) -> None:
         """``world_model_cache``: True (defaults), False (sample the world model for every batch) or options
         ``{dir, samples_per_frame, feature_tokens}``; ``world_model_steps``: denoising steps for the features
-        and frames in training and inference (None: the world model's own; 1: a single step)."""
+        and frames in training and inference (None: the world model's own; 1: a single step);
+        ``val_sample_batches``: validation batches on which each expert also samples chunks through its
+        inference path for ``val/*_action_mse`` (None: all of them)."""
         super().__init__()
         self.save_hyperparameters()
         experts = experts if experts is not None else {PREDICTIVE: "predictive", REACTIVE: "reactive"}
@@ -290,16 +292,19 @@ class PolicyModule(L.LightningModule):
             self._val["gate_f1"](prob, label)
             self.log(f"{stage}/gate_accuracy", self._val["gate_accuracy"], batch_size=len(prob))
             self.log(f"{stage}/gate_f1", self._val["gate_f1"], batch_size=len(prob))
-        if batch_idx >= self.hparams.val_sample_batches:
+        limit = self.hparams.val_sample_batches
+        if limit is not None and batch_idx >= limit:
             return
-        # Action error of each expert through its inference path (predicted frames for the reactive one).
-        infer = self._base_context(ctx.image, ctx.state, ctx.instructions)
-        infer.world_model = self._imagine(infer, self._needs(training=False))
+        # Action error of each expert through its inference path (predicted frames for the reactive one). The
+        # sampling noise is seeded by the batch, so the curve moves only when the weights do.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(batch_idx)
+            infer = self._base_context(ctx.image, ctx.state, ctx.instructions)
+            infer.world_model = self._imagine(infer, self._needs(training=False))
+            chunks = {role: expert.predict(infer) for role, expert in self.experts.items()}
         mask = batch["action_mask"]
         target = batch["action"][mask]
-        chunks = {}
-        for role, expert in self.experts.items():
-            chunks[role] = expert.predict(infer)
+        for role in self.experts:
             metric = self._val[f"{role}_action_mse"]
             metric(chunks[role][mask], target)
             self.log(f"{stage}/{role}_action_mse", metric, batch_size=len(ctx.image))

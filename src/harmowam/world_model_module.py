@@ -13,6 +13,8 @@ floor on the same frames, and an image of real beside predicted clips.
 
 from __future__ import annotations
 
+import time
+
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,7 @@ class WorldModelModule(L.LightningModule):
         wm = self.world_model
         wm.vae.requires_grad_(False).eval()
         dm = self.trainer.datamodule
+        t0 = time.perf_counter()
         raw = torch.empty(dm.num_frames, wm.vae.config.latent_channels, wm.latent_size, wm.latent_size)
         with torch.no_grad():
             for start, frames in dm.iter_frames(256):
@@ -79,6 +82,8 @@ class WorldModelModule(L.LightningModule):
         if self.hparams.vae_steps > 0:  # a pretrained model keeps its calibration
             wm.calibrate_latents(raw)
         self._latents = wm.normalize_latents(raw)
+        print(f"[world model] step {self.global_step}: VAE done and frozen; latents of {dm.num_frames} frames cached in "
+              f"{time.perf_counter() - t0:.0f} s; the denoiser trains from here", flush=True)
 
     def _latents_for(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """cond ``[B, C, 1, h, w]`` and future ``[B, C, K, h, w]`` latents for a batch."""
@@ -173,6 +178,7 @@ class WorldModelModule(L.LightningModule):
             targets.append(Path(self.hparams.export_dir))
         for target in targets:
             self.world_model.save_pretrained(target)
+        print(f"[world model] exported (save_pretrained) to {', '.join(str(t) for t in targets)}", flush=True)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._latents = None  # rebuilt from the (restored) frozen VAE on first use

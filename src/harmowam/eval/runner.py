@@ -154,7 +154,7 @@ def evaluate(policies: list[PolicySpec], cfg: EvalConfig, progress: bool = True)
 
 
 def _run_jobs(jobs: list[dict[str, Any]], log: EpisodeLog, cfg: EvalConfig, out: Path, progress: bool) -> float:
-    from tqdm import tqdm
+    from harmowam.progress import progress_bar
 
     writer = None
     if cfg.tensorboard and jobs:
@@ -164,7 +164,7 @@ def _run_jobs(jobs: list[dict[str, Any]], log: EpisodeLog, cfg: EvalConfig, out:
     start = time.perf_counter()
     workers = max(1, min(cfg.workers, len(jobs)))
     pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker) if workers > 1 else None
-    bar = tqdm(total=len(jobs), desc="eval", unit="ep", disable=not progress or not jobs)
+    bar = progress_bar(len(jobs), "eval", "ep", disable=not progress or not jobs)
     try:
         results = pool.imap_unordered(_job, jobs) if pool is not None else map(_job, jobs)
         for record in results:

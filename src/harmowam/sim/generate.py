@@ -132,12 +132,12 @@ def generation_metadata(cfg: GenerationConfig, preset: str | None) -> dict[str, 
 def generate(out: str | Path, cfg: GenerationConfig, overwrite: bool = False, preset: str | None = None,
              progress: bool = True) -> Path:
     """Generate ``cfg.episodes`` successful expert episodes per task into the folder ``out``."""
-    from tqdm import tqdm
+    from harmowam.progress import progress_bar
 
     writer = EpisodeWriter(out, cfg.image_size, generation_metadata(cfg, preset), overwrite=overwrite)
     variation = cfg.variation.to_dict()
     total = cfg.episodes * len(cfg.tasks)
-    bar = tqdm(total=total, desc=f"generating {Path(out).name}", unit="ep", disable=not progress)
+    bar = progress_bar(total, f"generating {Path(out).name}", "ep", disable=not progress)
     failures: dict[str, int] = {t: 0 for t in cfg.tasks}
     next_k = {t: 0 for t in cfg.tasks}
     done = {t: 0 for t in cfg.tasks}
