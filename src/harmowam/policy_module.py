@@ -22,7 +22,7 @@ outputs come from a cache computed once per world model and data folder
 (``world_model_cache``); an exponential moving average of the weights is what
 validation, checkpoints and inference use (``ema_decay``); AdamW without weight decay
 on norms, biases and embeddings; linear warm-up then cosine decay; random-shift image
-augmentation (``image_shift``) and optional colour jitter (``color_jitter``), in
+augmentation (``image_shift``) and colour jitter (``color_jitter``; 0 turns it off), in
 training only. Clip gradients with the trainer's ``gradient_clip_val``.
 """
 
@@ -72,7 +72,7 @@ class PolicyModule(L.LightningModule):
         lr_schedule: str = "cosine",
         ema_decay: float | None = 0.995,
         image_shift: int = 4,
-        color_jitter: float = 0.0,
+        color_jitter: float = 0.2,
         world_model_cache: dict[str, Any] | bool = True,
         world_model_steps: int | None = 1,
         n_action_steps: int = 8,
@@ -246,14 +246,15 @@ class PolicyModule(L.LightningModule):
             wm = self.world_model.predict(image, instructions, decode=FRAMES in needs, features=FEATURES in needs,
                                           num_steps=self.hparams.world_model_steps)
         if augment and (self.hparams.image_shift > 0 or self.hparams.color_jitter > 0):
+            # one shift and jitter per sample over every frame an expert reads (real future frames only if used)
             predicted = wm is not None and wm.frames is not None
-            stack = [image[:, None], future]
-            if predicted:
-                stack.append(to_uint8(wm.frames))
+            real = any(e.trains_on_real_frames for e in self.experts.values())
+            stack = [image[:, None]] + ([future] if real else []) + ([to_uint8(wm.frames)] if predicted else [])
             frames = torch.cat(stack, dim=1)
             frames = color_jitter(random_shift(frames, self.hparams.image_shift), self.hparams.color_jitter)
-            k = future.shape[1]
-            image, future = frames[:, 0], frames[:, 1:1 + k]
+            image, k = frames[:, 0], future.shape[1] if real else 0
+            if real:
+                future = frames[:, 1:1 + k]
             if predicted:
                 wm = WorldModelOutput(frames=to_unit_range(frames[:, 1 + k:]), features=wm.features, latents=wm.latents)
         ctx = self._base_context(image, batch["state"][:, -1], instructions)
@@ -325,7 +326,9 @@ class PolicyModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         named = [(n, p) for n, p in self.named_parameters() if p.requires_grad and not n.startswith("world_model.")]
-        opt = torch.optim.AdamW(decay_and_no_decay(named, self.hparams.weight_decay), lr=self.hparams.lr)
+        # the fused kernel: a quarter of the for-loop AdamW's time on 2 CPU cores (5M parameters, 221 tensors)
+        opt = torch.optim.AdamW(decay_and_no_decay(named, self.hparams.weight_decay), lr=self.hparams.lr,
+                                fused=self.device.type in ("cpu", "cuda"))
         total = None
         if self.hparams.lr_schedule == "cosine" and self._trainer is not None:
             total = self.trainer.max_steps if self.trainer.max_steps > 0 else int(self.trainer.estimated_stepping_batches)
