@@ -252,7 +252,8 @@ class PolicyModule(L.LightningModule):
             stack = [image[:, None]] + ([future] if real else []) + ([to_uint8(wm.frames)] if predicted else [])
             frames = torch.cat(stack, dim=1)
             frames = color_jitter(random_shift(frames, self.hparams.image_shift), self.hparams.color_jitter)
-            image, k = frames[:, 0], future.shape[1] if real else 0
+            k = future.shape[1] if real else 0  # frames after the current one that are real future frames
+            image = frames[:, 0]
             if real:
                 future = frames[:, 1:1 + k]
             if predicted:

@@ -14,7 +14,6 @@ floor on the same frames, and an image of real beside predicted clips.
 from __future__ import annotations
 
 import time
-
 from pathlib import Path
 from typing import Any
 
