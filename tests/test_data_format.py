@@ -39,7 +39,26 @@ def _edit_meta(path, fn):
 def test_missing_key_names_the_file_and_key(tmp_path):
     path = write_synthetic(tmp_path / "ds", [20])
     _edit_meta(path, lambda m: m["keys"].pop("action"))
-    with pytest.raises(DatasetError, match=r"meta\.json: missing key 'action'"):
+    with pytest.raises(DatasetError, match=r"meta\.json: missing key 'keys\.action'"):
+        EpisodeStore(path)
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda m: m["episodes"][0].update(length="20"), r"'episodes\[0\]\.length' must be an integer, got '20' \(str\)"),
+    (lambda m: m.update(num_frames=20.0), r"'num_frames' must be an integer"),
+    (lambda m: m["keys"]["image"].update(shape=16), r"'keys\.image\.shape' must be a list, got 16 \(int\)"),
+    (lambda m: m["keys"]["state"].update(shape=[5]), r"'keys\.state\.shape' must be \[4\]"),
+    (lambda m: m["keys"]["state"].update(file="../elsewhere.bin"), r"'keys\.state\.file' must be a file name inside"),
+    (lambda m: m["stats"]["action"]["std"].__setitem__(2, "x"), r"'stats\.action\.std\[2\]' must be a finite number"),
+    (lambda m: m["stats"]["state"].pop("min"), r"missing key 'stats\.state\.min'"),
+    (lambda m: m["episodes"][0].pop("task"), r"missing key 'episodes\[0\]\.task'"),
+    (lambda m: m.update(generation=[]), r"'generation' must be an object"),
+])
+def test_meta_fields_are_type_checked_with_file_and_key(tmp_path, edit, key):
+    """Wrong types are refused when the dataset is opened (not coerced, not left to break training)."""
+    path = write_synthetic(tmp_path / "ds", [20])
+    _edit_meta(path, edit)
+    with pytest.raises(DatasetError, match=r"meta\.json: " + key):
         EpisodeStore(path)
 
 

@@ -21,7 +21,7 @@ from harmowam.eval import EvalConfig, PolicySpec, evaluate, get_suite
 from harmowam.eval.metrics import SuccessRate, cell_metrics, summary_rows
 from harmowam.eval.records import EpisodeLog
 from harmowam.eval.suite import EVAL_SEED_BASE, MAX_EPISODES
-from harmowam.sim.env import render, reset_scene
+from harmowam.sim.env import DEFAULT_CAMERA, render, reset_scene
 from harmowam.sim.generate import PRESETS, SEED_STRIDE
 from harmowam.sim.tasks import list_tasks
 
@@ -218,7 +218,7 @@ def test_bad_requests_fail_before_any_rollout(tmp_path, tiny_world_model_run, ti
 
 def test_checkpoint_policy_acts_in_closed_loop_and_records_its_experts(tmp_path, tiny_policy_ckpt):
     cfg = EvalConfig(tasks="push", conditions="in_domain", episodes=1, max_steps=10, workers=1, videos=1,
-                     out=tmp_path)
+                     out=tmp_path, camera="workspace")  # the checkpoint's camera wins: it sees what it trained on
     summary = evaluate([PolicySpec("checkpoint", path=str(tiny_policy_ckpt), name="tiny", n_action_steps=2)], cfg,
                        progress=False)
     (record,) = list(EpisodeLog(tmp_path / "episodes.jsonl"))
@@ -229,6 +229,7 @@ def test_checkpoint_policy_acts_in_closed_loop_and_records_its_experts(tmp_path,
     assert summary["speed"]["tiny"]["steps_per_s_with_policy"] < summary["speed"]["tiny"]["env_steps_per_s"]
     manifest = json.loads((tmp_path / "eval.json").read_text())
     assert manifest["image_size"] == 32 and manifest["policies"]["tiny"]["n_action_steps"] == 2
+    assert manifest["camera"] == "corner4" == DEFAULT_CAMERA
     with pytest.raises(ValueError, match="n_action_steps must be in"):
         evaluate([PolicySpec("checkpoint", path=str(tiny_policy_ckpt), name="tiny2", n_action_steps=99)], cfg,
                  progress=False)

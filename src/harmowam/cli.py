@@ -8,20 +8,97 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from harmowam.files import FolderLockedError
+from harmowam.sim.cameras import list_cameras
+from harmowam.sim.env import DEFAULT_CAMERA
+
+
+# -- argument types: a bad value is one clear line from argparse, naming the option ---------------
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def image_size(text: str) -> int:
+    value = int(text)
+    if value < 16 or value % 8:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 8 and at least 16 (the encoders' 8-pixel patches "
+                                         f"and the VAE's downsampling), got {value}")
+    return value
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from harmowam.data.format import DatasetError
+    from harmowam.registry import ComponentConfigError, UnknownComponentError
+    from harmowam.safe_load import UnsafeCheckpointError
+
+    return (DatasetError, ComponentConfigError, UnknownComponentError, UnsafeCheckpointError, FolderLockedError)
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)  # KeyError's str() adds quotes
+
 
 def lightning_main(args: Sequence[str] | None = None) -> None:
-    """``lightning fit|validate|test|predict -c CONFIG [--key=value ...]``."""
+    """``lightning fit|validate|test|predict -c CONFIG [--key=value ...]``; ``--ckpt_path`` is read with
+    ``weights_only=True`` (harmowam.safe_load): a checkpoint handed to the command cannot run code."""
     import lightning as L
     from lightning.pytorch.cli import LightningCLI
 
-    LightningCLI(
-        L.LightningModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        args=list(args) if args is not None else None,
-    )
+    from harmowam.safe_load import load_checkpoint
+
+    class HarmowamCLI(LightningCLI):
+        def _parse_ckpt_path(self) -> None:
+            sub = self.config.get("subcommand")
+            ckpt = self.config[sub].get("ckpt_path") if sub else None
+            if ckpt and Path(ckpt).is_file():
+                load_checkpoint(ckpt)  # LightningCLI reads the file's hyperparameters next: refuse it here, by name
+            super()._parse_ckpt_path()
+
+        def before_instantiate_classes(self) -> None:
+            """``--ckpt_path runs/<name>/version_<k>/checkpoints/last.ckpt``: the resumed fit logs into that same
+            TensorBoard run (and checkpoint folder) instead of starting version_<k+1>."""
+            sub = self.config.get("subcommand")
+            cfg = self.config[sub] if sub else self.config
+            ckpt, logger = cfg.get("ckpt_path"), cfg.get("trainer.logger")
+            if not ckpt or not Path(ckpt).is_file() or not hasattr(logger, "init_args"):
+                return
+            run = Path(ckpt).resolve().parent.parent
+            args = logger.init_args
+            if args.get("version") is not None or not run.name.startswith("version_"):
+                return
+            if (Path(args.get("save_dir") or ".") / str(args.get("name") or "") / run.name).resolve() == run:
+                args["version"] = run.name
+
+        def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
+            kwargs = super()._prepare_subcommand_kwargs(subcommand)
+            if "weights_only" in self._subcommand_method_arguments[subcommand]:
+                kwargs["weights_only"] = True
+            ckpt = kwargs.get("ckpt_path")
+            if ckpt and Path(ckpt).is_file():
+                load_checkpoint(ckpt)  # a refused file is named before Lightning reads it
+            return kwargs
+
+    try:
+        HarmowamCLI(
+            L.LightningModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            args=list(args) if args is not None else None,
+        )
+    except _known_errors() as exc:  # bad input the project recognises: one line naming it, not a traceback
+        sys.exit(f"lightning: error: {_message(exc)}")
 
 
 # -- harmowam plugins ---------------------------------------------------------------------
@@ -169,11 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, help="dataset folder to write")
     g.add_argument("--preset", choices=sorted(PRESETS), help="a data regime: narrow 'demos' or broad 'wm_video'")
     g.add_argument("--tasks", default=None, help="comma-separated task names, or 'all' (default)")
-    g.add_argument("--episodes", type=int, default=None, help="successful episodes per task (default 50)")
+    g.add_argument("--episodes", type=positive_int, default=None, help="successful episodes per task (default 50)")
     g.add_argument("--seed", type=int, default=None, help="first episode seed (default: the preset's)")
-    g.add_argument("--image-size", type=int, default=64, help="rendered frame side in pixels")
-    g.add_argument("--camera", default="corner4", help="Meta-World camera")
-    g.add_argument("--max-steps", type=int, default=200, help="step limit per episode")
+    g.add_argument("--image-size", type=image_size, default=64, help="rendered frame side in pixels")
+    g.add_argument("--camera", default=DEFAULT_CAMERA, choices=list_cameras(), help="camera view (harmowam.sim.cameras)")
+    g.add_argument("--max-steps", type=positive_int, default=200, help="step limit per episode")
     g.add_argument("--background", default=None, help="background palette: train or test")
     g.add_argument("--object-color", default=None, help="object colour palette: train or test")
     g.add_argument("--object-shape", default=None, help="object shape for push and pick-place: cube, sphere, or a shape palette (train, test)")
@@ -184,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--action-noise", type=float, default=None,
                    help="std of Gaussian noise added to the executed actions (DART); stored actions stay the "
                         "expert's clean ones (default: the preset's, else 0)")
-    g.add_argument("--workers", type=int, default=2, help="generation processes")
+    g.add_argument("--workers", type=positive_int, default=2, help="generation processes")
     g.add_argument("--overwrite", action="store_true")
     g.set_defaults(func=_cmd_data_generate)
 
@@ -194,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "or 'smoke' (minutes, checks the steps run)")
     pl.add_argument("--workdir", default=None,
                     help="where data/, runs/, checkpoints/, eval/ and report.json go (default runs/pipeline/<preset>)")
-    pl.add_argument("--workers", type=int, default=2, help="processes for data generation and evaluation")
+    pl.add_argument("--workers", type=positive_int, default=2, help="processes for data generation and evaluation")
     pl.set_defaults(func=_cmd_pipeline)
 
     sw = sub.add_parser("sweep", help="run a grid of configs and overrides; write a table of final metrics")
@@ -224,15 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--suite", default="metaworld6", choices=sorted(SUITES), help="task suite")
     ev.add_argument("--conditions", default="all", help="comma-separated, or all")
     ev.add_argument("--tasks", default="all", help="comma-separated, or all")
-    ev.add_argument("--episodes", type=int, default=5, help="episodes per task and condition")
-    ev.add_argument("--max-steps", type=int, default=None, help="step limit per episode (default: the suite's, 200)")
-    ev.add_argument("--n-action-steps", type=int, default=None,
+    ev.add_argument("--episodes", type=positive_int, default=5, help="episodes per task and condition")
+    ev.add_argument("--max-steps", type=positive_int, default=None, help="step limit per episode (default: the suite's, 200)")
+    ev.add_argument("--n-action-steps", type=positive_int, default=None,
                     help="actions executed from each predicted chunk (default: the checkpoint's)")
-    ev.add_argument("--workers", type=int, default=2, help="environment processes")
-    ev.add_argument("--videos", type=int, default=1, help="episodes per policy, task and condition saved as GIF")
+    ev.add_argument("--workers", type=positive_int, default=2, help="environment processes")
+    ev.add_argument("--videos", type=non_negative_int, default=1, help="episodes per policy, task and condition saved as GIF")
     ev.add_argument("--no-timelines", action="store_true", help="skip the gate-timeline PNGs")
-    ev.add_argument("--camera", default="corner4", help="Meta-World camera when no checkpoint sets it")
-    ev.add_argument("--image-size", type=int, default=64, help="render size when no checkpoint sets it")
+    ev.add_argument("--camera", default=DEFAULT_CAMERA, choices=list_cameras(),
+                    help="camera view when no checkpoint sets it")
+    ev.add_argument("--image-size", type=image_size, default=64, help="render size when no checkpoint sets it")
     ev.add_argument("--device", default="cpu", help="torch device of the checkpoint's policy")
     ev.add_argument("--out", default=None,
                     help="results folder (default: <run>/eval/<suite> beside the checkpoint's run)")
@@ -253,9 +331,9 @@ def harmowam_main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         return ns.func(ns)
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError, FolderLockedError) as exc:
         # Known bad input: one clear line, not a traceback.
-        print(f"harmowam: error: {exc}", file=sys.stderr)
+        print(f"harmowam: error: {_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("harmowam: interrupted; finished work is kept, rerun the same command to resume", file=sys.stderr)

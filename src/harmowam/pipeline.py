@@ -109,7 +109,7 @@ def run_pipeline(workdir: str | Path | None = None, preset: str = "default", wor
         cfg = GenerationConfig(tasks=tasks, episodes=spec["episodes"] or p["episodes"], seed=p["seed"],
                                variation=SceneVariation(**p["variation"]), workers=workers,
                                action_noise=p.get("action_noise", 0.0))
-        generate(out, cfg, overwrite=True, preset=regime)
+        generate(out, cfg, preset=regime)  # a killed generation continues
     if not (workdir / WORLD_MODEL_EXPORT / "world_model.json").is_file():
         _lightning(EXPERIMENTS / "world_model.yaml", workdir, spec["world_model_overrides"])
     else:

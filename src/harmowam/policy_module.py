@@ -43,6 +43,7 @@ from harmowam.experts.image_encoder import ImageTokenEncoder
 from harmowam.gates.base import PREDICTIVE, REACTIVE
 from harmowam.registry import REGISTRY, build_component, component_name
 from harmowam.training import ExponentialMovingAverage, decay_and_no_decay, warmup_cosine
+from harmowam.training.rng_state import ResumesRandomState
 from harmowam.world_models.base import WorldModelOutput, to_uint8, to_unit_range
 from harmowam.world_models.loading import load_world_model
 from harmowam.world_models.output_cache import CacheOptions, WorldModelOutputCache
@@ -52,7 +53,7 @@ DEFAULT_CACHE_DIR = "cache/world_model_outputs"
 ROLES = (PREDICTIVE, REACTIVE)
 
 
-class PolicyModule(L.LightningModule):
+class PolicyModule(ResumesRandomState, L.LightningModule):
     def __init__(
         self,
         world_model: str | dict[str, Any] | None = None,
@@ -126,6 +127,7 @@ class PolicyModule(L.LightningModule):
                 raise ValueError(f"world_model_cache: unknown keys {sorted(unknown)}; keys are dir, samples_per_frame, "
                                  "feature_tokens, seed")
         self.normalizer: Normalizer | None = None
+        self.data_info: dict[str, Any] = {}  # the training data's camera and image size, from its meta.json
         self._cache: WorldModelOutputCache | None = None
         self._ema: ExponentialMovingAverage | None = None
         self._ema_restore: dict[str, Any] | None = None  # EMA state from a resumed checkpoint
@@ -157,11 +159,15 @@ class PolicyModule(L.LightningModule):
                              f"(one of {', '.join(REGISTRY.names('label_strategy'))})")
         if self.normalizer is None:
             self.normalizer = Normalizer(dm.stores[0].stats, dm.normalization)
+        generation = dm.stores[0].meta.get("generation", {})
+        self.data_info = {k: generation[k] for k in ("camera", "image_size") if k in generation}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.save_rng_state(checkpoint)
         # Self-contained: reloading rebuilds the world model from its spec, not from the stage-1 path.
         if self.world_model is not None:
             checkpoint["hyper_parameters"]["world_model"] = self.world_model.get_config()
+        checkpoint["data_info"] = dict(self.data_info)  # how the training frames were rendered: evaluation matches it
         n = self.normalizer
         checkpoint["normalizer"] = {"modes": n.modes, "buffers": {k: v.cpu() for k, v in n.state_dict().items()}}
         if self._ema is not None:
@@ -173,6 +179,7 @@ class PolicyModule(L.LightningModule):
                                  "training_weights": training}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.load_rng_state(checkpoint)
         ema = checkpoint.get("ema")
         if ema is not None and self._trainer is not None and self._trainer.state.fn == "fit":
             # resuming a fit: continue from the training weights, keep the average as the EMA's state
@@ -180,6 +187,7 @@ class PolicyModule(L.LightningModule):
             self._ema_restore = {"decay": ema["decay"], "num_updates": ema["num_updates"],
                                  "shadow": {k: sd[k].clone() for k in ema["training_weights"]}}
             sd.update(ema["training_weights"])
+        self.data_info = dict(checkpoint.get("data_info", {}))
         saved = checkpoint.get("normalizer")
         if saved is not None:
             stats: dict[str, dict[str, Any]] = {}
@@ -346,8 +354,9 @@ class PolicyModule(L.LightningModule):
             self._ema.load_state_dict(self._ema_restore)
             self._ema_restore = None
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self._ema is not None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self._ema is not None:  # here, not in on_train_batch_end: a step-interval checkpoint is written before that
             self._ema.update(self)
 
     def on_validation_epoch_start(self) -> None:

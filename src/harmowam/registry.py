@@ -13,6 +13,7 @@ and the error; the other plugins still load.
 from __future__ import annotations
 
 import importlib.metadata as importlib_metadata
+import inspect
 import warnings
 from dataclasses import dataclass
 from types import ModuleType
@@ -30,6 +31,10 @@ KINDS: dict[str, tuple[str, str]] = {
     "label_strategy": ("harmowam_register_label_strategies", "label strategies"),
     "instruction_encoder": ("harmowam_register_instruction_encoders", "instruction encoders"),
 }
+
+
+class ComponentConfigError(ValueError):
+    """A component's config entry with an option its constructor does not take."""
 
 
 class UnknownComponentError(KeyError):
@@ -153,7 +158,25 @@ def registrations() -> list[Registration]:
 
 
 def _create(kind: str, name: str, **kwargs: Any) -> Any:
-    return REGISTRY.get(kind, name).constructor(**kwargs)
+    constructor = REGISTRY.get(kind, name).constructor
+    check_arguments(kind, name, constructor, kwargs)
+    return constructor(**kwargs)
+
+
+def check_arguments(kind: str, name: str, constructor: Any, kwargs: dict[str, Any]) -> None:
+    """A misspelt option (``hiden: 64``) is named with what the component accepts, not left to a TypeError."""
+    try:
+        params = inspect.signature(constructor).parameters
+    except (TypeError, ValueError):  # no introspectable signature: let the call decide
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        accepted = [p for p, v in params.items() if p not in ("self", "shapes")
+                    and v.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+        raise ComponentConfigError(f"{kind} '{name}': unknown option{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(repr(u) for u in unknown)}; it accepts {', '.join(accepted)}")
 
 
 def list_world_models() -> list[str]:

@@ -21,11 +21,13 @@ import lightning as L
 import torch
 import torchvision
 
+from harmowam.files import FolderLock, replace_folder
 from harmowam.registry import build_component
+from harmowam.training.rng_state import ResumesRandomState
 from harmowam.world_models.base import WorldModel, to_unit_range
 
 
-class WorldModelModule(L.LightningModule):
+class WorldModelModule(ResumesRandomState, L.LightningModule):
     def __init__(
         self,
         world_model: dict[str, Any] | str = "latent_flow",
@@ -175,9 +177,14 @@ class WorldModelModule(L.LightningModule):
         targets = [Path(self.trainer.log_dir or self.trainer.default_root_dir) / "world_model"]
         if self.hparams.export_dir:
             targets.append(Path(self.hparams.export_dir))
-        for target in targets:
-            self.world_model.save_pretrained(target)
+        for target in targets:  # locked and swapped in whole: a concurrent reader or writer sees no half folder
+            with FolderLock(target.parent, "world-model export"):
+                replace_folder(target, self.world_model.save_pretrained)
         print(f"[world model] exported (save_pretrained) to {', '.join(str(t) for t in targets)}", flush=True)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.save_rng_state(checkpoint)
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.load_rng_state(checkpoint)
         self._latents = None  # rebuilt from the (restored) frozen VAE on first use

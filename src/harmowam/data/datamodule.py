@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Subset
 
 from harmowam.data.format import EpisodeStore
 from harmowam.data.normalization import Normalizer
+from harmowam.data.resumable import ResumableLoader
 from harmowam.data.windows import WindowDataset, WindowSpec, episode_labels
 from harmowam.registry import get_label_strategy
 
@@ -84,7 +85,11 @@ class EpisodeDataModule(L.LightningDataModule):
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        """Shuffled per epoch by the run's seed (``seed_everything``) and ``seed``; resumable mid-epoch."""
+        seed = (torch.initial_seed() + self.seed) % 2**62
+        return ResumableLoader(self.train_set, self.batch_size, seed, num_workers=self.num_workers,
+                               drop_last=len(self.train_set) > self.batch_size,
+                               persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
         """Validation windows in a fixed shuffled order: any ``limit_val_batches`` prefix covers every task,

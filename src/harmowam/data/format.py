@@ -30,9 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from harmowam.data.meta_schema import validate_meta
+from harmowam.files import write_text_atomic
+
 FORMAT_NAME = "harmowam-episodes"
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
+PROGRESS_FILE = "progress.jsonl"  # episodes finished by an unfinished writer
 
 #: key -> (dtype, per-frame shape or None when it depends on the dataset)
 SCHEMA: dict[str, tuple[str, tuple[int, ...] | None]] = {
@@ -63,16 +67,23 @@ class EpisodeInfo:
 
 
 class EpisodeWriter:
-    """Appends episodes to a dataset folder; :meth:`close` writes statistics and ``meta.json``."""
+    """Appends episodes to a dataset folder; :meth:`close` writes statistics and ``meta.json``.
+
+    Each finished episode is recorded in ``progress.jsonl`` after its arrays are flushed,
+    so a folder left by a killed writer holds every finished episode. Opening such a
+    folder with ``resume=True`` keeps them (a torn last episode, written but not
+    recorded, is cut off) and appends after them, provided ``generation`` is the same.
+    """
 
     def __init__(self, path: str | Path, image_size: int, generation: dict[str, Any] | None = None,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, resume: bool = False, same_run: Any = None) -> None:
+        """``same_run(recorded_generation) -> bool`` decides whether a partial folder belongs to this run
+        (default: equal generation metadata)."""
         self.path = Path(path)
         if (self.path / META_FILE).exists() and not overwrite:
             raise FileExistsError(f"{self.path / META_FILE} exists; pass overwrite=True (--overwrite) to replace it")
         self.path.mkdir(parents=True, exist_ok=True)
         self.shapes = {k: (shape if shape is not None else (image_size, image_size, 3)) for k, (_, shape) in SCHEMA.items()}
-        self.files = {k: open(self.path / f"{k}.bin", "wb") for k in SCHEMA}
         self.episodes: list[dict[str, Any]] = []
         self.num_frames = 0
         self.generation = generation or {}
@@ -81,9 +92,48 @@ class EpisodeWriter:
         self._sumsq = {k: np.zeros(self.shapes[k], np.float64) for k in FLOAT_KEYS}
         self._min = {k: np.full(self.shapes[k], np.inf) for k in FLOAT_KEYS}
         self._max = {k: np.full(self.shapes[k], -np.inf) for k in FLOAT_KEYS}
+        progress = self.path / PROGRESS_FILE
+        recorded = _read_progress(progress) if resume and not overwrite else None
+        if recorded is not None:
+            same = same_run or (lambda g: g == self.generation)
+            if not same(recorded[0]):
+                raise FileExistsError(f"{progress}: '{self.path}' holds an unfinished generation with other settings; "
+                                      "pass overwrite=True (--overwrite) to start it again")
+            self._reopen(recorded[1])
+        else:
+            (self.path / META_FILE).unlink(missing_ok=True)
+            for k in SCHEMA:
+                open(self.path / f"{k}.bin", "wb").close()
+            write_text_atomic(progress, json.dumps({"generation": self.generation}) + "\n")
+        self.files = {k: open(self.path / f"{k}.bin", "ab") for k in SCHEMA}
+        self._progress = open(progress, "a")
+
+    def _reopen(self, episodes: list[dict[str, Any]]) -> None:
+        """Keep the recorded episodes: cut every array file to their frames, recompute the statistics."""
+        frames = sum(e["length"] for e in episodes)
+        for key, (dtype, _) in SCHEMA.items():
+            file = self.path / f"{key}.bin"
+            per_frame = math.prod(self.shapes[key]) * np.dtype(dtype).itemsize
+            if not file.is_file() or file.stat().st_size < frames * per_frame:
+                raise DatasetError(f"{file}: shorter than the {len(episodes)} episodes recorded in "
+                                   f"{self.path / PROGRESS_FILE}; pass overwrite=True (--overwrite) to start again")
+            with open(file, "r+b") as f:
+                f.truncate(frames * per_frame)  # drops a torn episode written after the last record
+            if key in FLOAT_KEYS and frames:
+                self._accumulate(key, np.fromfile(file, dtype=dtype).reshape(frames, *self.shapes[key]))
+        self.episodes = list(episodes)
+        self.num_frames = frames
+
+    def _accumulate(self, key: str, value: np.ndarray) -> None:
+        v64 = value.astype(np.float64)
+        self._sum[key] += v64.sum(0)
+        self._sumsq[key] += (v64**2).sum(0)
+        self._min[key] = np.minimum(self._min[key], v64.min(0))
+        self._max[key] = np.maximum(self._max[key], v64.max(0))
 
     def add_episode(self, arrays: dict[str, np.ndarray], task: str, instruction: str, seed: int) -> None:
         length = len(arrays["action"])
+        values = {}
         for key, (dtype, _) in SCHEMA.items():
             if key not in arrays:
                 raise DatasetError(f"episode of task '{task}' (seed {seed}) lacks key '{key}'")
@@ -93,23 +143,31 @@ class EpisodeWriter:
                     f"episode of task '{task}' (seed {seed}): '{key}' has shape {value.shape}, "
                     f"expected {(length, *self.shapes[key])}"
                 )
+            values[key] = value
+        for key, value in values.items():
             self.files[key].write(value.tobytes())
+            self.files[key].flush()
             if key in FLOAT_KEYS:
-                v64 = value.astype(np.float64)
-                self._sum[key] += v64.sum(0)
-                self._sumsq[key] += (v64**2).sum(0)
-                self._min[key] = np.minimum(self._min[key], v64.min(0))
-                self._max[key] = np.maximum(self._max[key], v64.max(0))
-        self.episodes.append(
-            {"task": task, "instruction": instruction, "start": self.num_frames, "length": length, "seed": int(seed)}
-        )
+                self._accumulate(key, value)
+        episode = {"task": task, "instruction": instruction, "start": self.num_frames, "length": length,
+                   "seed": int(seed)}
+        self.episodes.append(episode)
         self.num_frames += length
-        for f in self.files.values():
-            f.flush()
+        self._progress.write(json.dumps(episode) + "\n")  # the episode counts once this line is written
+        self._progress.flush()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Episodes written so far, per task (after a resume: those kept from before)."""
+        out: dict[str, int] = {}
+        for e in self.episodes:
+            out[e["task"]] = out.get(e["task"], 0) + 1
+        return out
 
     def close(self) -> Path:
         for f in self.files.values():
             f.close()
+        self._progress.close()
         n = max(self.num_frames, 1)
         stats = {}
         for k in FLOAT_KEYS:
@@ -125,10 +183,27 @@ class EpisodeWriter:
             "stats": stats,
             "generation": self.generation,
         }
-        tmp = self.path / (META_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=1))
-        tmp.replace(self.path / META_FILE)  # meta.json appears whole or not at all
+        write_text_atomic(self.path / META_FILE, json.dumps(meta, indent=1))  # whole or not at all
+        (self.path / PROGRESS_FILE).unlink(missing_ok=True)
         return self.path
+
+
+def _read_progress(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """(generation, finished episodes) of an unfinished writer's folder, or None. A torn last line is ignored."""
+    if not path.is_file():
+        return None
+    lines = path.read_text().split("\n")
+    try:
+        header = json.loads(lines[0])["generation"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    episodes = []
+    for line in lines[1:]:
+        try:
+            episodes.append(json.loads(line))
+        except ValueError:
+            break  # the line being written when the writer died
+    return header, episodes
 
 
 class EpisodeStore:
@@ -144,11 +219,11 @@ class EpisodeStore:
             self.meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{meta_path}: not valid JSON ({exc})") from exc
+        if not isinstance(self.meta, dict):
+            raise DatasetError(f"{meta_path}: must hold a JSON object, got {type(self.meta).__name__}")
         if self.meta.get("format") != FORMAT_NAME:
             raise DatasetError(f"{meta_path}: 'format' is {self.meta.get('format')!r}, expected '{FORMAT_NAME}'")
-        for top in ("num_frames", "keys", "episodes", "stats"):
-            if top not in self.meta:
-                raise DatasetError(f"{meta_path}: missing key '{top}'")
+        validate_meta(self.meta, meta_path, SCHEMA, FLOAT_KEYS, DatasetError)
         self.num_frames = int(self.meta["num_frames"])
         self.arrays: dict[str, np.ndarray] = {}
         for key, (dtype, _) in SCHEMA.items():

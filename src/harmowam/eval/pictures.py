@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from harmowam.files import temporary_name
+
 EXPERT_COLOURS = {"predictive": "#1f77b4", "reactive": "#ff7f0e", "average": "#7f7f7f",
                   "scripted": "#2ca02c", "random": "#d62728"}
 
@@ -23,12 +25,15 @@ def write_video(frames: Sequence[np.ndarray], path: str | Path, fps: int = 20) -
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    if path.suffix == ".gif":
-        iio.imwrite(tmp, np.stack(frames), duration=1000 / fps, loop=0)
-    else:
-        iio.imwrite(tmp, np.stack(frames), fps=fps)
-    tmp.replace(path)
+    tmp = temporary_name(path)
+    try:
+        if path.suffix == ".gif":
+            iio.imwrite(tmp, np.stack(frames), duration=1000 / fps, loop=0)
+        else:
+            iio.imwrite(tmp, np.stack(frames), fps=fps)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

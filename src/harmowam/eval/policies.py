@@ -82,6 +82,11 @@ class CheckpointPolicy:
     def image_size(self) -> int:
         return self.module.shapes.image_size
 
+    @property
+    def camera(self) -> str | None:
+        """The camera view of the training data (None for checkpoints written before it was recorded)."""
+        return self.module.data_info.get("camera")
+
     def reset(self, task: str, seed: int) -> None:
         self.module.reset()
         self._torch.manual_seed(seed)  # the diffusion expert's and the world model's noise
@@ -113,16 +118,11 @@ def fixed_gate(name: str, module: Any, path: str | Path) -> Any:
 
 def read_policy_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint's contents, with errors that say what is wrong with the file."""
-    import torch
+    from harmowam.safe_load import load_checkpoint
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ValueError(f"cannot read checkpoint '{path}': {type(exc).__name__}: {exc}") from exc
-    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    ckpt = load_checkpoint(path)
+    hparams = ckpt.get("hyper_parameters", {})
     if "experts" not in hparams or "normalizer" not in ckpt:
         raise ValueError(f"'{path}' is not a stage-2 policy checkpoint (no experts or normalisation statistics in it); "
                          "a world-model checkpoint cannot act: train a policy with experiments/harmowam.yaml")
@@ -140,11 +140,12 @@ def check_shapes(path: str | Path, hparams: dict[str, Any], suite: Suite) -> Non
 def load_policy_checkpoint(path: str | Path, map_location: str = "cpu", suite: Suite | None = None) -> Any:
     """The policy of a stage-2 checkpoint; with ``suite``, its shapes are checked before its weights load."""
     from harmowam.policy_module import PolicyModule
+    from harmowam.safe_load import load_lightning_module
 
     ckpt = read_policy_checkpoint(path)
     if suite is not None:
         check_shapes(path, ckpt["hyper_parameters"], suite)
-    return PolicyModule.load_from_checkpoint(path, map_location=map_location)
+    return load_lightning_module(PolicyModule, path, map_location=map_location)
 
 
 def check_instructions(policy: "CheckpointPolicy", tasks: list[str]) -> None:

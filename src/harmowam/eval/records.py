@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from harmowam.files import write_text_atomic
+
 Key = tuple[str, str, str, int]  # policy, task, condition, episode
 
 
@@ -77,6 +79,4 @@ def check_manifest(path: str | Path, manifest: dict[str, Any]) -> None:
                                  "use another --out folder or --name")
         manifest = {**old, "policies": {**old.get("policies", {}), **manifest["policies"]}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(manifest, indent=1))

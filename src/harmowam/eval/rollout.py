@@ -15,12 +15,12 @@ import numpy as np
 
 from harmowam.eval.pictures import gate_timeline, write_video
 from harmowam.eval.policies import EvalPolicy
-from harmowam.sim.env import render, reset_scene
+from harmowam.sim.env import DEFAULT_CAMERA, render, reset_scene
 from harmowam.sim.tasks import get_task
 
 
 def run_episode(policy: EvalPolicy, task: str, condition: str, variation: dict[str, Any], episode: int, seed: int,
-                max_steps: int = 200, image_size: int = 64, camera: str = "corner4",
+                max_steps: int = 200, image_size: int = 64, camera: str = DEFAULT_CAMERA,
                 video_path: str | Path | None = None, timeline_path: str | Path | None = None) -> dict[str, Any]:
     """Roll ``policy`` out once; returns the episode record (what the JSONL log holds)."""
     from harmowam.registry import get_label_strategy

@@ -24,6 +24,8 @@ from harmowam.eval.policies import (REFERENCE_POLICIES, CheckpointPolicy, build_
                                     default_policy_name, file_digest)
 from harmowam.eval.records import EpisodeLog, check_manifest, record_key
 from harmowam.eval.suite import IN_DOMAIN, get_suite
+from harmowam.files import FolderLock
+from harmowam.sim.env import DEFAULT_CAMERA
 
 
 @dataclass
@@ -35,7 +37,7 @@ class EvalConfig:
     max_steps: int | None = None  # None: the suite's (200)
     workers: int = 2
     videos: int = 1  # episodes per (policy, task, condition) with a video
-    camera: str = "corner4"
+    camera: str = DEFAULT_CAMERA  # for reference policies when no checkpoint sets it
     image_size: int = 64  # for reference policies when no checkpoint sets it
     out: str | Path = "runs/eval"
     timelines: bool = True
@@ -61,8 +63,10 @@ _POLICIES: dict[str, Any] = {}
 
 
 def _init_worker() -> None:
+    import signal
     import warnings
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent terminates the pool, workers print nothing
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ["LP_NUM_THREADS"] = "1"  # Mesa's software rasteriser: one thread per process
     warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high")
@@ -82,10 +86,12 @@ def _job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the evaluation -----------------------------------------------------------------------------
-def prepare_policies(specs: list[PolicySpec], suite_name: str, tasks: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any], int | None]:
-    """Check every policy before any rollout; returns their specs, fingerprints and the checkpoint's image size."""
+def prepare_policies(specs: list[PolicySpec], suite_name: str, tasks: list[str]
+                     ) -> tuple[list[dict[str, Any]], dict[str, Any], int | None, str | None]:
+    """Check every policy before any rollout; returns their specs, fingerprints and the checkpoints' image size
+    and camera (None without checkpoints, or for checkpoints that predate recording the camera)."""
     suite = get_suite(suite_name)
-    out, fingerprints, image_size = [], {}, None
+    out, fingerprints, image_size, camera = [], {}, None, None
     for spec in specs:
         d = spec.as_dict()
         if spec.kind == "checkpoint":
@@ -96,6 +102,11 @@ def prepare_policies(specs: list[PolicySpec], suite_name: str, tasks: list[str])
                 raise ValueError(f"checkpoints observe different image sizes ({image_size} and {policy.image_size} for "
                                  f"'{d['name']}'): evaluate them separately")
             image_size = policy.image_size
+            if policy.camera is not None:
+                if camera is not None and policy.camera != camera:
+                    raise ValueError(f"checkpoints were trained on different cameras ('{camera}' and '{policy.camera}' "
+                                     f"for '{d['name']}'): evaluate them separately")
+                camera = policy.camera
             d["path"] = str(Path(spec.path).resolve())
             fingerprints[d["name"]] = {"kind": "checkpoint", "sha256": file_digest(spec.path),
                                        "n_action_steps": policy.module.hparams.n_action_steps, "gate": spec.gate}
@@ -108,7 +119,7 @@ def prepare_policies(specs: list[PolicySpec], suite_name: str, tasks: list[str])
     names = [d["name"] for d in out]
     if len(set(names)) != len(names):
         raise ValueError(f"two policies share a name: {names}; set --name")
-    return out, fingerprints, image_size
+    return out, fingerprints, image_size, camera
 
 
 def evaluate(policies: list[PolicySpec], cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
@@ -121,10 +132,19 @@ def evaluate(policies: list[PolicySpec], cfg: EvalConfig, progress: bool = True)
     if not policies:
         raise ValueError("no policy to evaluate: give --ckpt PATH and/or --policy scripted,random")
     max_steps = cfg.max_steps or suite.max_steps
-    specs, fingerprints, ckpt_size = prepare_policies(policies, cfg.suite, tasks)
+    specs, fingerprints, ckpt_size, ckpt_camera = prepare_policies(policies, cfg.suite, tasks)
     image_size = ckpt_size or cfg.image_size
+    camera = ckpt_camera or cfg.camera  # a policy sees what it was trained on
     out = Path(cfg.out)
-    check_manifest(out / "eval.json", {"suite": suite.name, "max_steps": max_steps, "camera": cfg.camera,
+    with FolderLock(out, "harmowam eval"):  # one evaluation per folder: a second one is refused, not interleaved
+        return _evaluate(suite, tasks, conditions, specs, fingerprints, max_steps, image_size, camera, cfg, out,
+                         progress)
+
+
+def _evaluate(suite: Any, tasks: list[str], conditions: list[str], specs: list[dict[str, Any]],
+              fingerprints: dict[str, Any], max_steps: int, image_size: int, camera: str, cfg: EvalConfig, out: Path,
+              progress: bool) -> dict[str, Any]:
+    check_manifest(out / "eval.json", {"suite": suite.name, "max_steps": max_steps, "camera": camera,
                                        "image_size": image_size, "policies": fingerprints})
     log = EpisodeLog(out / "episodes.jsonl")
     done = log.finished()
@@ -142,7 +162,7 @@ def evaluate(policies: list[PolicySpec], cfg: EvalConfig, progress: bool = True)
                     jobs.append({"policy": spec, "task": task, "condition": condition, "episode": k,
                                  "seed": suite.episode_seed(task, k),
                                  "variation": suite.conditions[condition].variation,
-                                 "max_steps": max_steps, "image_size": image_size, "camera": cfg.camera,
+                                 "max_steps": max_steps, "image_size": image_size, "camera": camera,
                                  "video": str(out / "videos" / f"{stem}.gif") if k < cfg.videos else None,
                                  "timeline": str(out / "timelines" / f"{stem}.png") if cfg.timelines else None})
     total = len(jobs) + sum(1 for key in done if selected(key))

@@ -8,17 +8,19 @@ from typing import Any
 
 import numpy as np
 
+from harmowam.sim.cameras import get_camera
 from harmowam.sim.tasks import get_task, list_tasks
 
-DEFAULT_CAMERA = "corner4"
+DEFAULT_CAMERA = "corner4"  # "workspace" was measured worse: docs/stage2_recipe.md
 
 
 def make_env(task: str, image_size: int = 64, camera: str = DEFAULT_CAMERA, fast_render: bool = True,
              object_shape: str | None = None) -> Any:
     """A seeded-reset Meta-World environment that renders ``image_size`` square RGB frames.
 
-    ``object_shape`` (a name in :data:`~harmowam.sim.variations.OBJECT_SHAPES`) compiles the
-    task's model with its object geom replaced; tasks without a swappable geom reject it.
+    ``camera`` names a view in :data:`~harmowam.sim.cameras.CAMERAS`. ``object_shape`` (a name
+    in :data:`~harmowam.sim.variations.OBJECT_SHAPES`) compiles the task's model with its
+    object geom replaced; tasks without a swappable geom reject it.
     """
     os.environ.setdefault("MUJOCO_GL", "egl")
     try:
@@ -27,10 +29,12 @@ def make_env(task: str, image_size: int = 64, camera: str = DEFAULT_CAMERA, fast
         raise ImportError("Meta-World is not installed: pip install 'harmowam[sim]'") from exc
 
     spec = get_task(task)
+    view = get_camera(camera)
     env_cls = ALL_V3_ENVIRONMENTS[spec.env_name]
     if object_shape is not None:
         env_cls = _with_object_shape(env_cls, task, object_shape)
-    env = env_cls(render_mode="rgb_array", width=image_size, height=image_size, camera_name=camera)
+    env = env_cls(render_mode="rgb_array", width=image_size, height=image_size, camera_name=view.camera)
+    view.apply(env.model)  # before the first reset, whose forward pass places the camera
     env._partially_observable = False  # the goal position is in the observation
     env._freeze_rand_vec = False
     env.seeded_rand_vec = True  # resets are a function of env.seed(s)

@@ -14,9 +14,11 @@ action that recovers from them.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import platform
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from harmowam.data.format import EpisodeWriter
+from harmowam.files import FolderLock
 from harmowam.sim.env import DEFAULT_CAMERA, expert_policy, render, reset_scene
 from harmowam.sim.tasks import get_task, list_tasks
 from harmowam.sim.variations import SceneVariation
@@ -103,7 +106,9 @@ def _job(args: tuple) -> dict[str, Any]:
     return run_episode(*args)
 
 
-def _init_worker() -> None:
+def _init_worker(pool_worker: bool = False) -> None:
+    if pool_worker:  # Ctrl-C reaches the whole process group: the parent handles it and terminates the workers
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ["LP_NUM_THREADS"] = "1"  # Mesa's software rasteriser: one thread per process
     import warnings
@@ -129,28 +134,50 @@ def generation_metadata(cfg: GenerationConfig, preset: str | None) -> dict[str, 
     }
 
 
+SETTINGS = ("preset", "tasks", "episodes_per_task", "seed", "image_size", "camera", "max_steps", "variation",
+            "action_noise", "seed_stride")  # what must match for a rerun to continue a killed generation
+
+
 def generate(out: str | Path, cfg: GenerationConfig, overwrite: bool = False, preset: str | None = None,
              progress: bool = True) -> Path:
-    """Generate ``cfg.episodes`` successful expert episodes per task into the folder ``out``."""
+    """Generate ``cfg.episodes`` successful expert episodes per task into the folder ``out``.
+
+    Finished episodes are recorded as they finish; rerunning after a kill or Ctrl-C continues
+    where it stopped (same settings), and gives the dataset an uninterrupted run gives."""
     from harmowam.progress import progress_bar
 
-    writer = EpisodeWriter(out, cfg.image_size, generation_metadata(cfg, preset), overwrite=overwrite)
+    generation = generation_metadata(cfg, preset)
+    settings = json.loads(json.dumps({k: generation.get(k) for k in SETTINGS}))  # as the progress file holds them
+    with FolderLock(out, "harmowam data generate"):
+        writer = EpisodeWriter(out, cfg.image_size, generation, overwrite=overwrite, resume=True,
+                               same_run=lambda g: all(g.get(k) == v for k, v in settings.items()))
+        return _generate(writer, cfg, progress_bar, progress, Path(out).name)
+
+
+def _generate(writer: EpisodeWriter, cfg: GenerationConfig, progress_bar: Any, progress: bool, label: str) -> Path:
     variation = cfg.variation.to_dict()
     total = cfg.episodes * len(cfg.tasks)
-    bar = progress_bar(total, f"generating {Path(out).name}", "ep", disable=not progress)
-    failures: dict[str, int] = {t: 0 for t in cfg.tasks}
-    next_k = {t: 0 for t in cfg.tasks}
-    done = {t: 0 for t in cfg.tasks}
+    done = {t: writer.counts.get(t, 0) for t in cfg.tasks}
+    failures: dict[str, int] = dict(writer.generation.get("failed_seeds_per_task") or {t: 0 for t in cfg.tasks})
+    base = {t: cfg.seed + SEED_STRIDE * list_tasks().index(t) for t in cfg.tasks}
+    next_k = {t: 1 + max((e["seed"] - base[t] for e in writer.episodes if e["task"] == t), default=-1)
+              for t in cfg.tasks}  # seeds continue after the last kept episode of each task
+    if writer.episodes:
+        print(f"[data] {writer.path}: continuing an unfinished generation, {len(writer.episodes)} of {total} "
+              "episodes kept", flush=True)
+    bar = progress_bar(total, f"generating {label}", "ep", disable=not progress)
+    bar.update(sum(done.values()))
     ctx = mp.get_context("spawn")
-    pool = ctx.Pool(cfg.workers, initializer=_init_worker) if cfg.workers > 1 else None
+    pool = ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(True,)) if cfg.workers > 1 else None
+    finished = False
     try:
         while any(done[t] < cfg.episodes for t in cfg.tasks):
             jobs = []
             for t in cfg.tasks:
                 for _ in range(cfg.episodes - done[t]):
-                    seed = cfg.seed + SEED_STRIDE * list_tasks().index(t) + next_k[t]
+                    jobs.append((t, base[t] + next_k[t], cfg.image_size, cfg.camera, cfg.max_steps, variation,
+                                 cfg.action_noise))
                     next_k[t] += 1
-                    jobs.append((t, seed, cfg.image_size, cfg.camera, cfg.max_steps, variation, cfg.action_noise))
             if any(next_k[t] > 3 * cfg.episodes + 10 for t in cfg.tasks):
                 raise RuntimeError(f"the scripted expert keeps failing: failures per task {failures}")
             if pool is None:
@@ -163,11 +190,15 @@ def generate(out: str | Path, cfg: GenerationConfig, overwrite: bool = False, pr
                     done[t] += 1
                     bar.update(1)
                 elif not res["success"]:
-                    failures[t] += 1
+                    failures[t] = failures.get(t, 0) + 1
                 bar.set_postfix(failed=sum(failures.values()))
+        finished = True
     finally:
         if pool is not None:
-            pool.close()
+            if finished:
+                pool.close()
+            else:
+                pool.terminate()  # Ctrl-C or an error: stop the workers now; finished episodes are recorded
             pool.join()
         bar.close()
     writer.generation["failed_seeds_per_task"] = failures

@@ -79,7 +79,7 @@ class LatentVideoWorldModel(WorldModel):
         self.residual_decode = residual_decode
         self.text = build_component("instruction_encoder", instruction_encoder)
         if vae_pretrained:
-            self.vae = AutoencoderKL.from_pretrained(vae_pretrained)
+            self.vae = AutoencoderKL.from_pretrained(vae_pretrained, use_safetensors=True)
         else:
             cfg = {**DEFAULT_VAE, "sample_size": image_size, **(vae or {})}
             depth = len(cfg["block_out_channels"])  # one encoder/decoder block per width unless given
@@ -88,7 +88,7 @@ class LatentVideoWorldModel(WorldModel):
             self.vae = AutoencoderKL(**cfg)
         c = self.vae.config.latent_channels
         if transformer_pretrained:
-            self.transformer = WanTransformer3DModel.from_pretrained(transformer_pretrained)
+            self.transformer = WanTransformer3DModel.from_pretrained(transformer_pretrained, use_safetensors=True)
         else:
             cfg = {**DEFAULT_TRANSFORMER, "in_channels": c, "out_channels": c, "text_dim": self.text.dim, **(transformer or {})}
             self.transformer = WanTransformer3DModel(**cfg)

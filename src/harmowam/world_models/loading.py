@@ -20,6 +20,7 @@ def load_world_model(path: str | Path) -> WorldModel:
             raise FileNotFoundError(f"{config}: '{path}' is a folder but not a saved world model")
         name = json.loads(config.read_text()).get("class", "latent_flow")
         return REGISTRY.get("world_model", name).constructor.from_pretrained(path)
+    from harmowam.safe_load import load_lightning_module
     from harmowam.world_model_module import WorldModelModule
 
-    return WorldModelModule.load_from_checkpoint(str(path), map_location="cpu").world_model
+    return load_lightning_module(WorldModelModule, path, map_location="cpu").world_model

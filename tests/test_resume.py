@@ -1,0 +1,69 @@
+"""A fit killed with SIGKILL and resumed from last.ckpt continues the uninterrupted run step for step."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import CONFIGS
+
+TESTS = Path(__file__).parent
+
+
+def _fit(config: Path, work: Path, name: str, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    cmd = [str(Path(sys.executable).parent / "lightning"), "fit", "-c", str(config),
+           f"--trainer.logger.init_args.name={name}", "--trainer.max_steps=12", "--trainer.val_check_interval=100",
+           "--trainer.callbacks+=harmowam.training.PeriodicLastCheckpoint",
+           "--trainer.callbacks.every_n_steps=4", *extra]
+    return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _losses(run: Path, tag: str) -> dict[int, float]:
+    """The last value logged for each step (a resumed run rewrites the steps after its checkpoint)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values: dict[int, tuple[float, float]] = {}
+    for events in sorted(run.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        if tag not in acc.Tags()["scalars"]:
+            continue
+        for e in acc.Scalars(tag):
+            if e.step not in values or e.wall_time >= values[e.step][0]:
+                values[e.step] = (e.wall_time, e.value)
+    return {step: v for step, (_, v) in sorted(values.items())}
+
+
+@pytest.mark.parametrize("stage, config, tags", [
+    ("world_model", CONFIGS / "tiny_world_model.yaml", ["train/flow_loss"]),  # the VAE phase ends before step 4
+    ("policy", CONFIGS / "tiny_policy.yaml", ["train/loss"]),
+])
+def test_killed_fit_resumes_to_the_uninterrupted_curve(stage, config, tags, tiny_world_model_run, tmp_path):
+    work = tmp_path / "work"
+    source = tiny_world_model_run.parents[2]
+    shutil.copytree(source / "data", work / "data")
+    shutil.copytree(source / "checkpoints", work / "checkpoints")  # stage 2 reads the tiny world model
+    whole = _fit(config, work, "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = _fit(config, work, "killed", "--trainer.callbacks+=kill_at_step.KillAtStep",
+                  "--trainer.callbacks.step=6")
+    assert killed.returncode == -9  # SIGKILL after step 6; last.ckpt holds step 4
+    ckpt = work / "runs" / "killed" / "version_0" / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    resumed = _fit(config, work, "killed", f"--ckpt_path={ckpt}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not (work / "runs" / "killed" / "version_1").exists()  # the same TensorBoard run continues
+    assert "not resumable" not in resumed.stderr
+    for tag in tags:
+        want = _losses(work / "runs" / "whole" / "version_0", tag)
+        got = _losses(work / "runs" / "killed" / "version_0", tag)
+        after = [s for s in want if s >= 4]
+        assert [s for s in got if s >= 4] == after
+        np.testing.assert_allclose([got[s] for s in after], [want[s] for s in after], rtol=1e-6)
