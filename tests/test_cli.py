@@ -48,6 +48,37 @@ def test_bad_input_gives_one_clear_line(tmp_path, tiny_data):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["eval", "--policy", "random", "--workers", "0"], "argument --workers: must be a positive integer, got 0"),
+    (["data", "generate", "--out", "x", "--image-size", "7"], "argument --image-size: must be a multiple of 8"),
+])
+def test_bad_numbers_are_refused_by_the_option_name(tmp_path, args, message):
+    res = run_cli(["harmowam", *args], cwd=tmp_path)
+    assert res.returncode == 2 and message in res.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--model.init_args.gate=nosuch", "lightning: error: unknown gate 'nosuch'. Registered gates: 'process_adaptive'"),
+    ("--model.init_args.experts={predictive: {name: predictive, hiden: 64}}",
+     "lightning: error: expert 'predictive': unknown option 'hiden'; it accepts width, depth"),
+])
+def test_a_bad_component_in_a_config_is_one_line(tiny_world_model_run, override, message):
+    work = tiny_world_model_run.parents[2]
+    res = run_cli(["lightning", "fit", "-c", str(REPO / "tests" / "configs" / "tiny_policy.yaml"), override], cwd=work)
+    assert res.returncode != 0
+    assert res.stderr.strip().splitlines()[-1].startswith(message)
+    assert "Traceback" not in res.stderr
+
+
+def test_an_integer_limit_counts_batches():
+    """jsonargparse reads "--trainer.limit_val_batches=1" as 1.0 (all batches); the CLI passes the integer on."""
+    from harmowam.cli import _integer_trainer_fractions
+
+    argv = ["fit", "--trainer.limit_val_batches=1", "--trainer.limit_train_batches", "3",
+            "--trainer.val_check_interval=0.5", "--trainer.max_steps=1"]
+    assert _integer_trainer_fractions(argv) == {"limit_val_batches": 1, "limit_train_batches": 3}
+
+
 def test_lightning_fit_world_model_tiny_config(tiny_world_model_run):
     run = tiny_world_model_run
     assert (run / "config.yaml").is_file() and list((run / "checkpoints").glob("*.ckpt"))

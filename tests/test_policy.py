@@ -82,6 +82,18 @@ def test_reactive_expert_learns_a_fixed_batch(use_features):
         expert.predict(ctx)
 
 
+def test_reactive_expert_reads_only_the_frames_whose_actions_are_in_the_chunk():
+    wm = tiny_model(frame_stride=4).eval()  # 2 frames x stride 4 = 8 actions; a chunk of 4 needs frame 1 only
+    expert = harmowam.create_expert("reactive", shapes=_shapes(wm, horizon=4), width=32, heads=2, encoder_kwargs=TINY_VIT).eval()
+    ctx, _, _ = _context(wm)
+    before = expert.predict(ctx)
+    ctx.world_model.frames[:, 1:] = torch.rand_like(ctx.world_model.frames[:, 1:]) * 2 - 1
+    ctx.world_model.features[:, 1:] = torch.randn_like(ctx.world_model.features[:, 1:])
+    torch.testing.assert_close(expert.predict(ctx), before)
+    ctx.world_model.frames[:, :1] = torch.rand_like(ctx.world_model.frames[:, :1]) * 2 - 1
+    assert not torch.allclose(expert.predict(ctx), before)
+
+
 def test_reactive_expert_rejects_a_chunk_its_frames_cannot_cover():
     wm = tiny_model(frame_stride=2).eval()  # 2 frames x stride 2 = 4 actions < 12
     expert = harmowam.create_expert("reactive", shapes=_shapes(wm), width=32, heads=2, encoder_kwargs=TINY_VIT)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from harmowam.files import FolderLockedError
 from harmowam.sim.cameras import list_cameras
@@ -44,6 +44,35 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return (DatasetError, ComponentConfigError, UnknownComponentError, UnsafeCheckpointError, FolderLockedError)
 
 
+#: Trainer options where an int counts batches and a float is a fraction: jsonargparse reads "1" on the command
+#: line as 1.0 (every batch), so an integer written there is given back as an int (one batch)
+COUNT_OR_FRACTION = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+                     "val_check_interval", "overfit_batches")
+
+
+def _integer_trainer_fractions(argv: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for i, arg in enumerate(argv):
+        for key in COUNT_OR_FRACTION:
+            flag = f"--trainer.{key}"
+            value = arg[len(flag) + 1:] if arg.startswith(flag + "=") else (
+                argv[i + 1] if arg == flag and i + 1 < len(argv) else None)
+            if value is not None and value.strip().lstrip("+").isdigit():
+                found[key] = int(value)
+    return found
+
+
+def _known_cause(exc: BaseException | None) -> BaseException | None:
+    """The first error of a known kind in ``exc``'s chain of causes, or None."""
+    known, seen = _known_errors(), set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, known):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def _message(exc: BaseException) -> str:
     return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)  # KeyError's str() adds quotes
 
@@ -79,6 +108,11 @@ def lightning_main(args: Sequence[str] | None = None) -> None:
             if (Path(args.get("save_dir") or ".") / str(args.get("name") or "") / run.name).resolve() == run:
                 args["version"] = run.name
 
+        def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+            # jsonargparse reads "--trainer.limit_val_batches=1" as 1.0 (every batch); an integer typed there
+            # counts batches, as Lightning documents (the saved config.yaml still shows the float)
+            return super().instantiate_trainer(**{**_integer_trainer_fractions(self.argv), **kwargs})
+
         def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
             kwargs = super()._prepare_subcommand_kwargs(subcommand)
             if "weights_only" in self._subcommand_method_arguments[subcommand]:
@@ -88,6 +122,7 @@ def lightning_main(args: Sequence[str] | None = None) -> None:
                 load_checkpoint(ckpt)  # a refused file is named before Lightning reads it
             return kwargs
 
+    HarmowamCLI.argv = list(args) if args is not None else sys.argv[1:]
     try:
         HarmowamCLI(
             L.LightningModule,
@@ -97,8 +132,11 @@ def lightning_main(args: Sequence[str] | None = None) -> None:
             save_config_kwargs={"overwrite": True},
             args=list(args) if args is not None else None,
         )
-    except _known_errors() as exc:  # bad input the project recognises: one line naming it, not a traceback
-        sys.exit(f"lightning: error: {_message(exc)}")
+    except Exception as exc:
+        known = _known_cause(exc)  # jsonargparse wraps a component's error in its own
+        if known is None:
+            raise
+        sys.exit(f"lightning: error: {_message(known)}")  # bad input the project recognises: one line, no traceback
 
 
 # -- harmowam plugins ---------------------------------------------------------------------

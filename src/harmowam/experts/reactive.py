@@ -6,7 +6,9 @@ along the token axis with the world model's implicit features for ``V_k``
 (average-pooled, projected to the same width); one attention layer mixes them; a
 multi-scale convolutional decoder on ``V_k``'s token grid regresses the ``stride``
 actions that lead from the previous frame to ``V_k``. The chunk is the first H of
-the ``K * stride`` actions. Loss: Smooth L1 with beta 0.1.
+those actions, so only the first ``ceil(H / stride)`` predicted frames are read (3 of
+the world model's 4 with the defaults: the fourth frame's actions fall outside the
+chunk and cost a quarter of the expert's time for nothing). Loss: Smooth L1 with beta 0.1.
 
 It trains on the world model's own predictions by default (``train_on="predicted"``:
 what it reads at inference; with a world model that predicts only a little better
@@ -108,8 +110,13 @@ class ReactiveExpert(ActionExpert):
         return to_uint8(ctx.world_model.frames)
 
     def forward_chunk(self, ctx: ExpertContext, training: bool) -> torch.Tensor:
-        frames = self._frames(ctx, training)  # [B, K, 3, H, W]
-        b, k = frames.shape[:2]
+        h = self.shapes.action_horizon
+        k = -(-h // self.steps_per_frame)  # the frames whose actions fall in the chunk; later ones are not read
+        frames = self._frames(ctx, training)[:, :k]  # [B, k, 3, H, W]
+        if frames.shape[1] < k:
+            raise ValueError(f"{frames.shape[1]} predicted frames x stride {self.steps_per_frame} cover fewer than "
+                             f"{h} actions")
+        b = frames.shape[0]
         seq = torch.cat([ctx.image[:, None], frames], dim=1)  # [B, 1+K, 3, H, W]
         tokens = self.token_proj(self.encoder(seq.flatten(0, 1))).unflatten(0, (b, k + 1))  # [B, 1+K, N, W]
         prev, target = tokens[:, :-1], tokens[:, 1:]  # pairs (frame k-1, frame k)
@@ -117,7 +124,7 @@ class ReactiveExpert(ActionExpert):
         if self.use_features:
             if ctx.world_model is None or ctx.world_model.features is None:
                 raise ValueError("the reactive expert with use_world_model_features=True needs the world model's features")
-            pooled = self.feature_proj(ctx.world_model.features.mean(dim=2))  # [B, K, W]
+            pooled = self.feature_proj(ctx.world_model.features[:, :k].mean(dim=2))  # [B, k, W]
             parts.append(pooled[:, :, None] + self.frame_embed[2])
         if self.use_state:
             state = self.state_proj(ctx.state)[:, None, None].expand(-1, k, 1, -1)
@@ -126,9 +133,6 @@ class ReactiveExpert(ActionExpert):
         n = tokens.shape[2]
         grid = x[:, n:2 * n].transpose(1, 2).reshape(b * k, -1, self.grid, self.grid)
         actions = self.decoder(grid).view(b, k * self.steps_per_frame, self.shapes.action_dim)
-        h = self.shapes.action_horizon
-        if actions.shape[1] < h:
-            raise ValueError(f"{k} predicted frames x stride {self.steps_per_frame} cover fewer than {h} actions")
         return actions[:, :h]
 
     def compute_loss(self, ctx: ExpertContext, actions: torch.Tensor, action_mask: torch.Tensor
