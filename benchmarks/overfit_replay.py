@@ -31,16 +31,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def train(workdir: Path, data: Path, steps: int, name: str) -> Path:
+    """Stage 2 on the subset for ``steps`` optimiser steps; a finished run is reused, a killed one resumed."""
+    from harmowam.safe_load import load_checkpoint
+
     ckpt = workdir / "runs" / name / "version_0" / "checkpoints" / "last.ckpt"
-    if ckpt.is_file():
+    if ckpt.is_file() and load_checkpoint(ckpt)["global_step"] >= steps:
         return ckpt
+    # No validation data, so checkpoints come from step intervals only (the shipped ModelCheckpoint would write
+    # one at every 17-step epoch): last.ckpt every 250 steps and at the end.
+    callbacks = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                  "init_args": {"save_last": True, "save_top_k": 0}},
+                 {"class_path": "harmowam.training.PeriodicLastCheckpoint", "init_args": {"every_n_steps": 250}}]
     cmd = [str(Path(sys.executable).parent / "lightning"), "fit", "-c", str(REPO / "experiments" / "harmowam.yaml"),
            f"--data.init_args.data_dirs=[{data}]", "--data.init_args.val_fraction=0",
-           # no validation data: the checkpoint is written at the end of each training epoch
-           "--trainer.limit_val_batches=0", "--trainer.check_val_every_n_epoch=1", "--trainer.val_check_interval=1.0",
+           "--trainer.limit_val_batches=0", f"--trainer.callbacks={json.dumps(callbacks)}",
            f"--trainer.max_steps={steps}", "--trainer.max_time=null",
-           f"--trainer.logger.init_args.name={name}", "--trainer.enable_progress_bar=false",
-           "--model.init_args.warmup_steps=20"]
+           f"--trainer.logger.init_args.name={name}", "--trainer.logger.init_args.version=0",
+           "--trainer.enable_progress_bar=false", "--model.init_args.warmup_steps=20",
+           *([f"--ckpt_path={ckpt}"] if ckpt.is_file() else [])]
     print("$ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=workdir, check=True)
     return ckpt

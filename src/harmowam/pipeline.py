@@ -43,10 +43,11 @@ PIPELINES: dict[str, dict[str, Any]] = {
               "world_model_overrides": ["--trainer.max_time=00:00:07:00", "--model.init_args.vae_steps=200",
                                         "--trainer.val_check_interval=150"],
               "policy_overrides": {
-                  "harmowam": ["--trainer.max_steps=1400", "--trainer.max_time=00:00:07:30",
-                               "--trainer.val_check_interval=350",
+                  # max_steps about what 2 cores reach in the time, so that the cosine decay ends with the run
+                  "harmowam": ["--trainer.max_steps=1250", "--trainer.max_time=00:00:07:30",
+                               "--trainer.val_check_interval=250",
                                "--model.init_args.world_model_cache={samples_per_frame: 1}"],
-                  "bc_baseline": ["--trainer.max_steps=2000", "--trainer.max_time=00:00:03:00",
+                  "bc_baseline": ["--trainer.max_steps=1500", "--trainer.max_time=00:00:03:00",
                                   "--trainer.val_check_interval=500"]},
               "eval": {"episodes": 10}},
     # Minutes: checks that every step runs, nothing more.

@@ -276,16 +276,17 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
         weights = {PREDICTIVE: 1.0, REACTIVE: self.hparams.lambda_react}
         total = torch.zeros((), device=self.device)
         b = len(ctx.image)
+        sync = prefix != "train"  # validation means over every process's batches under DDP
         for role, expert in self.experts.items():
             loss, logs = expert.compute_loss(ctx, batch["action"], batch["action_mask"])
             total = total + weights[role] * loss
-            self.log(f"{prefix}/{role}_loss", loss, batch_size=b, prog_bar=prefix == "train")
-            self.log_dict({f"{prefix}/{role}_{k}": v for k, v in logs.items()}, batch_size=b)
+            self.log(f"{prefix}/{role}_loss", loss, batch_size=b, prog_bar=prefix == "train", sync_dist=sync)
+            self.log_dict({f"{prefix}/{role}_{k}": v for k, v in logs.items()}, batch_size=b, sync_dist=sync)
         if self.gate.learned:
             gate_loss = self.gate.loss(ctx.image_tokens, batch["phase_label"], ctx.state)
             total = total + self.hparams.lambda_gate * gate_loss
-            self.log(f"{prefix}/gate_loss", gate_loss, batch_size=b)
-        self.log(f"{prefix}/loss", total, batch_size=b)
+            self.log(f"{prefix}/gate_loss", gate_loss, batch_size=b, sync_dist=sync)
+        self.log(f"{prefix}/loss", total, batch_size=b, sync_dist=sync)
         return total
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

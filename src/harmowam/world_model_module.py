@@ -20,6 +20,7 @@ from typing import Any
 import lightning as L
 import torch
 import torchvision
+from lightning.pytorch.strategies import DDPStrategy
 
 from harmowam.files import FolderLock, replace_folder
 from harmowam.registry import build_component
@@ -53,6 +54,11 @@ class WorldModelModule(ResumesRandomState, L.LightningModule):
         self._latents: torch.Tensor | None = None  # [num_frames, C, h, w], built at the switch
 
     def setup(self, stage: str) -> None:
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy):
+            # The VAE phase leaves the transformer without gradients and the denoiser phase the frozen VAE:
+            # DDP must expect parameters without gradients (set before Lightning wraps the module)
+            strategy._ddp_kwargs["find_unused_parameters"] = True
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None:
             return
@@ -121,16 +127,16 @@ class WorldModelModule(ResumesRandomState, L.LightningModule):
 
         b = len(current)
         recon = wm.decode(wm.encode(batch["future_image"]))
-        self.log(f"{stage}/vae_floor_mse", masked_mse(recon), batch_size=b)
+        self.log(f"{stage}/vae_floor_mse", masked_mse(recon), batch_size=b, sync_dist=True)
         if self.in_vae_phase:
             return
         gen = torch.Generator(device=self.device).manual_seed(batch_idx)
         frames = wm.predict(current, list(batch["instruction"]), decode=True, features=False, generator=gen).frames
         copy = to_unit_range(current)[:, None].expand_as(real)
         pred_mse, copy_mse = masked_mse(frames), masked_mse(copy)
-        self.log(f"{stage}/pred_mse", pred_mse, prog_bar=True, batch_size=b)
-        self.log(f"{stage}/copy_baseline_mse", copy_mse, batch_size=b)
-        self.log(f"{stage}/pred_over_copy", pred_mse / copy_mse.clamp_min(1e-8), batch_size=b)
+        self.log(f"{stage}/pred_mse", pred_mse, prog_bar=True, batch_size=b, sync_dist=True)
+        self.log(f"{stage}/copy_baseline_mse", copy_mse, batch_size=b, sync_dist=True)
+        self.log(f"{stage}/pred_over_copy", pred_mse / copy_mse.clamp_min(1e-8), batch_size=b, sync_dist=True)
         if batch_idx == 0:
             self._log_clips(current, real, frames)
 
@@ -171,16 +177,19 @@ class WorldModelModule(ResumesRandomState, L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_fit_end(self) -> None:
-        """Export the trained world model (``save_pretrained``) where stage 2 reads it, and into the run folder."""
-        if not self.trainer.is_global_zero:
-            return
-        targets = [Path(self.trainer.log_dir or self.trainer.default_root_dir) / "world_model"]
-        if self.hparams.export_dir:
-            targets.append(Path(self.hparams.export_dir))
-        for target in targets:  # locked and swapped in whole: a concurrent reader or writer sees no half folder
-            with FolderLock(target.parent, "world-model export"):
-                replace_folder(target, self.world_model.save_pretrained)
-        print(f"[world model] exported (save_pretrained) to {', '.join(str(t) for t in targets)}", flush=True)
+        """Export the trained world model (``save_pretrained``) where stage 2 reads it, and into the run folder:
+        once, by rank 0, between barriers, so that under DDP no process leaves while it writes."""
+        run_dir = self.trainer.log_dir or self.trainer.default_root_dir  # a collective under DDP: every rank asks
+        self.trainer.strategy.barrier("world_model_export_start")
+        if self.trainer.is_global_zero:
+            targets = [Path(run_dir) / "world_model"]
+            if self.hparams.export_dir:
+                targets.append(Path(self.hparams.export_dir))
+            for target in targets:  # locked and swapped in whole: a concurrent reader or writer sees no half folder
+                with FolderLock(target.parent, "world-model export"):
+                    replace_folder(target, self.world_model.save_pretrained)
+            print(f"[world model] exported (save_pretrained) to {', '.join(str(t) for t in targets)}", flush=True)
+        self.trainer.strategy.barrier("world_model_export_done")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.save_rng_state(checkpoint)
