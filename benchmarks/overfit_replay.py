@@ -3,8 +3,9 @@
     python benchmarks/overfit_replay.py --workdir runs/pipeline/quick
 
 Takes the first ``--episodes`` demonstrations of each task from ``<workdir>/data/demos``,
-trains stage 2 (``experiments/harmowam.yaml``, on ``<workdir>/checkpoints/world_model``)
-on them alone until the experts fit them, and rolls the policy out in closed loop on
+trains stage 2 (``experiments/harmowam.yaml``, on ``<workdir>/checkpoints/world_model``,
+without image augmentation unless ``--augment``) on them alone until the experts fit
+them, and rolls the policy out in closed loop on
 exactly those episodes' stored seeds and scene, with the predictive expert alone,
 the reactive expert alone and the learned gate, executing 8 and 1 actions per
 chunk. A policy that memorised its training scenes must solve them; if it does not,
@@ -30,7 +31,7 @@ from harmowam.data.subset import write_subset
 REPO = Path(__file__).resolve().parents[1]
 
 
-def train(workdir: Path, data: Path, steps: int, name: str) -> Path:
+def train(workdir: Path, data: Path, steps: int, name: str, augment: bool) -> Path:
     """Stage 2 on the subset for ``steps`` optimiser steps; a finished run is reused, a killed one resumed."""
     from harmowam.safe_load import load_checkpoint
 
@@ -48,6 +49,9 @@ def train(workdir: Path, data: Path, steps: int, name: str) -> Path:
            f"--trainer.max_steps={steps}", "--trainer.max_time=null",
            f"--trainer.logger.init_args.name={name}", "--trainer.logger.init_args.version=0",
            "--trainer.enable_progress_bar=false", "--model.init_args.warmup_steps=20",
+           # memorising is the point: random shifts of 4 pixels move push's 1-2 pixel goal, which is what
+           # augmentation is for in training and what keeps a policy from memorising a scene here
+           *([] if augment else ["--model.init_args.image_shift=0", "--model.init_args.color_jitter=0"]),
            *([f"--ckpt_path={ckpt}"] if ckpt.is_file() else [])]
     print("$ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=workdir, check=True)
@@ -94,6 +98,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=2, help="demonstrations per task to memorise")
     ap.add_argument("--steps", type=int, default=1500, help="stage-2 optimiser steps on them")
     ap.add_argument("--max-steps", type=int, default=200, help="step limit per replayed episode")
+    ap.add_argument("--augment", action="store_true", help="keep the config's image augmentation (off by default)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "overfit_replay.json"))
     args = ap.parse_args()
 
@@ -101,7 +106,8 @@ def main() -> None:
     workdir = Path(args.workdir).resolve()
     data = write_subset(workdir / "data" / "demos", workdir / "data" / f"overfit_{args.episodes}", args.episodes)
     # the run's name carries its size, so a rerun with other settings trains anew instead of reusing a checkpoint
-    ckpt = train(workdir, data, args.steps, f"overfit_{args.episodes}ep_{args.steps}steps")
+    name = f"overfit_{args.episodes}ep_{args.steps}steps" + ("_augmented" if args.augment else "")
+    ckpt = train(workdir, data, args.steps, name, args.augment)
     results = {}
     for gate in ("predictive", "reactive", "learned"):
         for n in (8, 1):
@@ -112,7 +118,7 @@ def main() -> None:
             print(f"{gate:10s} n_action_steps={n}: success {rate:.2f} ({sum(r['success'] for r in rows)}/{len(rows)}), "
                   f"action MAE on the demonstrations' first states {mae:.3f}", flush=True)
     report = {"workdir": str(workdir), "data": str(data), "checkpoint": str(ckpt), "steps": args.steps,
-              "episodes_per_task": args.episodes, "results": results}
+              "episodes_per_task": args.episodes, "augment": args.augment, "results": results}
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
 
