@@ -85,6 +85,8 @@ def lightning_main(args: Sequence[str] | None = None) -> None:
 
     from harmowam.safe_load import load_checkpoint
 
+    argv = list(args) if args is not None else sys.argv[1:]
+
     class HarmowamCLI(LightningCLI):
         def _parse_ckpt_path(self) -> None:
             sub = self.config.get("subcommand")
@@ -111,18 +113,14 @@ def lightning_main(args: Sequence[str] | None = None) -> None:
         def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
             # jsonargparse reads "--trainer.limit_val_batches=1" as 1.0 (every batch); an integer typed there
             # counts batches, as Lightning documents (the saved config.yaml still shows the float)
-            return super().instantiate_trainer(**{**_integer_trainer_fractions(self.argv), **kwargs})
+            return super().instantiate_trainer(**{**_integer_trainer_fractions(argv), **kwargs})
 
         def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
-            kwargs = super()._prepare_subcommand_kwargs(subcommand)
+            kwargs = super()._prepare_subcommand_kwargs(subcommand)  # ckpt_path was checked in _parse_ckpt_path
             if "weights_only" in self._subcommand_method_arguments[subcommand]:
                 kwargs["weights_only"] = True
-            ckpt = kwargs.get("ckpt_path")
-            if ckpt and Path(ckpt).is_file():
-                load_checkpoint(ckpt)  # a refused file is named before Lightning reads it
             return kwargs
 
-    HarmowamCLI.argv = list(args) if args is not None else sys.argv[1:]
     try:
         HarmowamCLI(
             L.LightningModule,

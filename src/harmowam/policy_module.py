@@ -163,7 +163,7 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
         self.data_info = {k: generation[k] for k in ("camera", "image_size") if k in generation}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.save_rng_state(checkpoint)
+        super().on_save_checkpoint(checkpoint)
         # Self-contained: reloading rebuilds the world model from its spec, not from the stage-1 path.
         if self.world_model is not None:
             checkpoint["hyper_parameters"]["world_model"] = self.world_model.get_config()
@@ -179,7 +179,7 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
                                  "training_weights": training}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.load_rng_state(checkpoint)
+        super().on_load_checkpoint(checkpoint)
         ema = checkpoint.get("ema")
         if ema is not None and self._trainer is not None and self._trainer.state.fn == "fit":
             # resuming a fit: continue from the training weights, keep the average as the EMA's state

@@ -191,9 +191,6 @@ class WorldModelModule(ResumesRandomState, L.LightningModule):
             print(f"[world model] exported (save_pretrained) to {', '.join(str(t) for t in targets)}", flush=True)
         self.trainer.strategy.barrier("world_model_export_done")
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.save_rng_state(checkpoint)
-
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.load_rng_state(checkpoint)
+        super().on_load_checkpoint(checkpoint)
         self._latents = None  # rebuilt from the (restored) frozen VAE on first use

@@ -144,21 +144,21 @@ def generate(out: str | Path, cfg: GenerationConfig, overwrite: bool = False, pr
 
     Finished episodes are recorded as they finish; rerunning after a kill or Ctrl-C continues
     where it stopped (same settings), and gives the dataset an uninterrupted run gives."""
-    from harmowam.progress import progress_bar
-
     generation = generation_metadata(cfg, preset)
     settings = json.loads(json.dumps({k: generation.get(k) for k in SETTINGS}))  # as the progress file holds them
     with FolderLock(out, "harmowam data generate"):
         writer = EpisodeWriter(out, cfg.image_size, generation, overwrite=overwrite, resume=True,
                                same_run=lambda g: all(g.get(k) == v for k, v in settings.items()))
-        return _generate(writer, cfg, progress_bar, progress, Path(out).name)
+        return _generate(writer, cfg, progress, Path(out).name)
 
 
-def _generate(writer: EpisodeWriter, cfg: GenerationConfig, progress_bar: Any, progress: bool, label: str) -> Path:
+def _generate(writer: EpisodeWriter, cfg: GenerationConfig, progress: bool, label: str) -> Path:
+    from harmowam.progress import progress_bar
+
     variation = cfg.variation.to_dict()
     total = cfg.episodes * len(cfg.tasks)
     done = {t: writer.counts.get(t, 0) for t in cfg.tasks}
-    failures: dict[str, int] = dict(writer.generation.get("failed_seeds_per_task") or {t: 0 for t in cfg.tasks})
+    failures = {t: 0 for t in cfg.tasks}  # of this run: a resumed generation counts only its own
     base = {t: cfg.seed + SEED_STRIDE * list_tasks().index(t) for t in cfg.tasks}
     next_k = {t: 1 + max((e["seed"] - base[t] for e in writer.episodes if e["task"] == t), default=-1)
               for t in cfg.tasks}  # seeds continue after the last kept episode of each task
@@ -190,7 +190,7 @@ def _generate(writer: EpisodeWriter, cfg: GenerationConfig, progress_bar: Any, p
                     done[t] += 1
                     bar.update(1)
                 elif not res["success"]:
-                    failures[t] = failures.get(t, 0) + 1
+                    failures[t] += 1
                 bar.set_postfix(failed=sum(failures.values()))
         finished = True
     finally:

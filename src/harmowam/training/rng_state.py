@@ -34,15 +34,18 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 class ResumesRandomState:
     """Mixin for a LightningModule: the RNG state goes into every checkpoint and, when a fit resumes, is
-    restored just before its first training batch (after Lightning's own set-up has drawn what it draws)."""
+    restored just before its first training batch (after Lightning's own set-up has drawn what it draws).
+    A module that overrides the checkpoint hooks calls ``super()`` in them."""
 
     _rng_to_restore: dict[str, Any] | None = None
 
-    def save_rng_state(self, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_state"] = capture_rng_state()
+        super().on_save_checkpoint(checkpoint)  # type: ignore[misc]
 
-    def load_rng_state(self, checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._rng_to_restore = checkpoint.get("rng_state")
+        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self._rng_to_restore is not None:
