@@ -50,6 +50,38 @@ COUNT_OR_FRACTION = ("limit_train_batches", "limit_val_batches", "limit_test_bat
                      "val_check_interval", "overfit_batches")
 
 
+def _fill_from_data(cfg: Any) -> None:
+    """Model settings the config leaves unset (state and action widths, image size, instruction vocabulary)
+    come from the data folders' ``meta.json``; see :mod:`harmowam.data.shapes`."""
+    from harmowam.data.format import META_FILE
+    from harmowam.data.shapes import fill_model_args, read_data_shapes
+
+    model_args, dirs = cfg.get("model.init_args"), cfg.get("data.init_args.data_dirs")
+    if model_args is None or not dirs:
+        return
+    dirs = [dirs] if isinstance(dirs, str) else list(dirs)
+    if not all((Path(d) / META_FILE).is_file() for d in dirs):
+        return  # the data module names the missing folder when it opens it
+    before = model_args.as_dict()
+    for key, value in fill_model_args(before, read_data_shapes(dirs)).items():
+        if value != before.get(key):
+            model_args[key] = value
+
+
+def _continue_logged_run(cfg: Any) -> None:
+    """``--ckpt_path runs/<name>/version_<k>/checkpoints/last.ckpt``: the resumed fit logs into that same
+    TensorBoard run (and checkpoint folder) instead of starting version_<k+1>."""
+    ckpt, logger = cfg.get("ckpt_path"), cfg.get("trainer.logger")
+    if not ckpt or not Path(ckpt).is_file() or not hasattr(logger, "init_args"):
+        return
+    run = Path(ckpt).resolve().parent.parent
+    args = logger.init_args
+    if args.get("version") is not None or not run.name.startswith("version_"):
+        return
+    if (Path(args.get("save_dir") or ".") / str(args.get("name") or "") / run.name).resolve() == run:
+        args["version"] = run.name
+
+
 def _integer_trainer_fractions(argv: Sequence[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for i, arg in enumerate(argv):
@@ -96,19 +128,10 @@ def lightning_main(args: Sequence[str] | None = None) -> None:
             super()._parse_ckpt_path()
 
         def before_instantiate_classes(self) -> None:
-            """``--ckpt_path runs/<name>/version_<k>/checkpoints/last.ckpt``: the resumed fit logs into that same
-            TensorBoard run (and checkpoint folder) instead of starting version_<k+1>."""
             sub = self.config.get("subcommand")
             cfg = self.config[sub] if sub else self.config
-            ckpt, logger = cfg.get("ckpt_path"), cfg.get("trainer.logger")
-            if not ckpt or not Path(ckpt).is_file() or not hasattr(logger, "init_args"):
-                return
-            run = Path(ckpt).resolve().parent.parent
-            args = logger.init_args
-            if args.get("version") is not None or not run.name.startswith("version_"):
-                return
-            if (Path(args.get("save_dir") or ".") / str(args.get("name") or "") / run.name).resolve() == run:
-                args["version"] = run.name
+            _fill_from_data(cfg)
+            _continue_logged_run(cfg)
 
         def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
             # jsonargparse reads "--trainer.limit_val_batches=1" as 1.0 (every batch); an integer typed there
@@ -192,6 +215,21 @@ def _cmd_data_info(ns: argparse.Namespace) -> int:
         ls = lengths[task]
         print(f"  {task:24s} {n:4d} episodes, {min(ls)}-{max(ls)} steps (mean {sum(ls) / len(ls):.1f})")
     print(json.dumps(store.meta.get("generation", {}).get("variation", {})))
+    return 0
+
+
+def _cmd_data_import_lerobot(ns: argparse.Namespace) -> int:
+    from harmowam.data.lerobot import import_lerobot
+
+    summary = import_lerobot(ns.src, ns.out, ns.camera, ns.state_key, ns.action_key, ns.image_size, ns.overwrite)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _cmd_data_export_lerobot(ns: argparse.Namespace) -> int:
+    from harmowam.data.lerobot.writer import export_lerobot
+
+    print(json.dumps(export_lerobot(ns.src, ns.out, ns.video, ns.fps, ns.robot_type, ns.overwrite), indent=1))
     return 0
 
 
@@ -360,6 +398,29 @@ def build_parser() -> argparse.ArgumentParser:
     i = data.add_parser("info", help="validate a dataset folder and summarise it")
     i.add_argument("path")
     i.set_defaults(func=_cmd_data_info)
+
+    im = data.add_parser("import-lerobot", help="convert a LeRobotDataset v3 folder into a harmowam dataset",
+                         formatter_class=DefaultsHelpFormatter)
+    im.add_argument("src", help="LeRobotDataset v3 folder (meta/info.json, data/, videos/)")
+    im.add_argument("out", help="harmowam dataset folder to write")
+    im.add_argument("--camera", default=None, help="image or video feature to take (default: the only one)")
+    im.add_argument("--state-key", default="observation.state", help="feature stored as the state")
+    im.add_argument("--action-key", default="action", help="feature stored as the action")
+    im.add_argument("--image-size", type=image_size, default=None,
+                    help="crop frames square and resize to this side (default: keep square frames as they are)")
+    im.add_argument("--overwrite", action="store_true")
+    im.set_defaults(func=_cmd_data_import_lerobot)
+
+    ex = data.add_parser("export-lerobot", help="write a harmowam dataset as a LeRobotDataset v3 folder",
+                         formatter_class=DefaultsHelpFormatter)
+    ex.add_argument("src", help="harmowam dataset folder")
+    ex.add_argument("out", help="LeRobotDataset folder to write")
+    ex.add_argument("--video", action="store_true",
+                    help="frames as AV1 MP4 (small, lossy) instead of PNG in the data files (lossless)")
+    ex.add_argument("--fps", type=positive_int, default=None, help="frame rate (default: the data's, Meta-World 80)")
+    ex.add_argument("--robot-type", default=None, help="info.json's robot_type")
+    ex.add_argument("--overwrite", action="store_true")
+    ex.set_defaults(func=_cmd_data_export_lerobot)
     return parser
 
 

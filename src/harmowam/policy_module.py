@@ -38,6 +38,7 @@ from torch import nn
 
 from harmowam.data.augment import color_jitter, random_shift
 from harmowam.data.normalization import Normalizer
+from harmowam.data.shapes import data_shapes
 from harmowam.experts.base import FEATURES, FRAMES, ExpertContext, PolicyShapes
 from harmowam.experts.image_encoder import ImageTokenEncoder
 from harmowam.gates.base import PREDICTIVE, REACTIVE
@@ -61,8 +62,8 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
         gate: dict[str, Any] | str = "process_adaptive",
         image_encoder: dict[str, Any] | None = None,
         instruction_encoder: dict[str, Any] | str = "learned",
-        action_dim: int = 4,
-        state_dim: int = 4,
+        action_dim: int | None = None,
+        state_dim: int | None = None,
         action_horizon: int = 12,
         image_size: int | None = None,
         lambda_react: float = 0.1,
@@ -81,7 +82,8 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
         val_sample_batches: int | None = None,
     ) -> None:
         """``world_model_cache``: True (defaults), False (sample the world model for every batch) or options
-        ``{dir, samples_per_frame, feature_tokens}``; ``world_model_steps``: denoising steps for the features
+        ``{dir, samples_per_frame, feature_tokens}``; ``action_dim``, ``state_dim``: None takes them from the
+        data (the ``lightning`` command reads its ``meta.json``; built in Python, Meta-World's 4 and 4); ``world_model_steps``: denoising steps for the features
         and frames in training and inference (None: the world model's own; 1: a single step);
         ``val_sample_batches``: validation batches on which each expert also samples chunks through its
         inference path for ``val/*_action_mse`` (None: all of them)."""
@@ -104,7 +106,7 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
         image_size = wm.image_size if wm is not None else (image_size or 64)
         self.image_encoder = ImageTokenEncoder(image_size=image_size, **(image_encoder or {}))
         self.shapes = PolicyShapes(
-            action_dim=action_dim, action_horizon=action_horizon, state_dim=state_dim, image_size=image_size,
+            action_dim=action_dim or 4, action_horizon=action_horizon, state_dim=state_dim or 4, image_size=image_size,
             instruction_dim=self.text.dim, image_token_dim=self.image_encoder.dim,
             wm_feature_dim=getattr(wm, "feature_dim", 0), wm_tokens_per_frame=getattr(wm, "tokens_per_frame", 0),
             wm_num_frames=getattr(wm, "num_future_frames", 0), wm_frame_stride=getattr(wm, "frame_stride", 4),
@@ -144,6 +146,13 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
             return
         dm.setup(stage)
         spec = dm.spec
+        data = data_shapes(dm.stores)
+        ours = (self.shapes.image_size, self.shapes.state_dim, self.shapes.action_dim)
+        if (data.image_size, data.state_dim, data.action_dim) != ours:
+            raise ValueError(f"{dm.stores[0].path} holds {data.image_size} px frames, {data.state_dim}-D state and "
+                             f"{data.action_dim}-D actions, but the model takes {ours[0]} px (its world model's), "
+                             f"{ours[1]}-D and {ours[2]}-D: leave model.state_dim and model.action_dim unset to take "
+                             "them from the data, and train the world model on frames of this size")
         if spec.num_history != 1:
             raise ValueError(f"data.num_history={spec.num_history}, but the experts and gate read one observation: "
                              "set data.num_history: 1")

@@ -22,6 +22,7 @@ import torch
 import torchvision
 from lightning.pytorch.strategies import DDPStrategy
 
+from harmowam.data.shapes import data_shapes
 from harmowam.files import FolderLock, replace_folder
 from harmowam.registry import build_component
 from harmowam.training.rng_state import ResumesRandomState
@@ -62,7 +63,12 @@ class WorldModelModule(ResumesRandomState, L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None:
             return
+        dm.setup(stage)
         wm, spec = self.world_model, dm.spec
+        size = data_shapes(dm.stores).image_size
+        if size != wm.image_size:
+            raise ValueError(f"{dm.stores[0].path} holds {size} px frames but the world model is built for "
+                             f"{wm.image_size} px: leave world_model.image_size unset to take it from the data")
         if (spec.num_future_frames, spec.future_stride) != (wm.num_future_frames, wm.frame_stride):
             raise ValueError(
                 f"data gives {spec.num_future_frames} future frames at stride {spec.future_stride}; the world model "

@@ -4,9 +4,14 @@ Layout of a dataset folder::
 
     meta.json        schema, episode table, normalisation statistics, generation metadata
     image.bin        uint8   [N, H, W, 3]   RGB frames, upright
-    state.bin        float32 [N, 4]         proprioception: hand xyz, gripper opening
-    env_state.bin    float32 [N, 39]        Meta-World's full observation (objects, goal)
-    action.bin       float32 [N, 4]         xyz displacement and gripper effort in [-1, 1]
+    state.bin        float32 [N, S]         proprioception (Meta-World: hand xyz, gripper opening; S = 4)
+    action.bin       float32 [N, A]         the commanded action (Meta-World: xyz displacement and
+                                            gripper effort in [-1, 1]; A = 4)
+    env_state.bin    float32 [N, E]         optional: the simulator's full observation (Meta-World's 39
+                                            numbers: objects, goal), for phase labels and metrics
+
+Image size and the widths S, A and E are the dataset's own, declared in ``meta.json``
+(an imported robot dataset has other sizes than Meta-World's).
 
 ``N`` counts frames over all episodes, which are stored back to back; the episode
 table in ``meta.json`` gives each one's ``start``, ``length``, ``task``,
@@ -38,14 +43,17 @@ FORMAT_VERSION = 1
 META_FILE = "meta.json"
 PROGRESS_FILE = "progress.jsonl"  # episodes finished by an unfinished writer
 
-#: key -> (dtype, per-frame shape or None when it depends on the dataset)
-SCHEMA: dict[str, tuple[str, tuple[int, ...] | None]] = {
-    "image": ("uint8", None),  # (H, W, 3)
-    "state": ("float32", (4,)),
-    "env_state": ("float32", (39,)),
-    "action": ("float32", (4,)),
+#: key -> (dtype, number of per-frame dimensions); the sizes are each dataset's own
+SCHEMA: dict[str, tuple[str, int]] = {
+    "image": ("uint8", 3),  # (H, W, 3)
+    "state": ("float32", 1),
+    "action": ("float32", 1),
+    "env_state": ("float32", 1),
 }
+REQUIRED_KEYS = ("image", "state", "action")
 FLOAT_KEYS = tuple(k for k, (dt, _) in SCHEMA.items() if dt.startswith("float"))
+#: Meta-World's per-frame shapes (the image's side is the generator's choice)
+METAWORLD_SHAPES: dict[str, tuple[int, ...]] = {"state": (4,), "action": (4,), "env_state": (39,)}
 
 
 class DatasetError(ValueError):
@@ -75,23 +83,34 @@ class EpisodeWriter:
     recorded, is cut off) and appends after them, provided ``generation`` is the same.
     """
 
-    def __init__(self, path: str | Path, image_size: int, generation: dict[str, Any] | None = None,
-                 overwrite: bool = False, resume: bool = False, same_run: Any = None) -> None:
-        """``same_run(recorded_generation) -> bool`` decides whether a partial folder belongs to this run
+    def __init__(self, path: str | Path, image_size: int | tuple[int, int], generation: dict[str, Any] | None = None,
+                 overwrite: bool = False, resume: bool = False, same_run: Any = None,
+                 shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+        """``image_size``: a side or ``(height, width)``; ``shapes``: per-frame shapes of ``state``, ``action``
+        and, optionally, ``env_state`` (default Meta-World's; a key left out is not stored);
+        ``same_run(recorded_generation) -> bool`` decides whether a partial folder belongs to this run
         (default: equal generation metadata)."""
         self.path = Path(path)
         if (self.path / META_FILE).exists() and not overwrite:
             raise FileExistsError(f"{self.path / META_FILE} exists; pass overwrite=True (--overwrite) to replace it")
+        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        shapes = dict(METAWORLD_SHAPES if shapes is None else shapes)
+        unknown = set(shapes) - set(SCHEMA) | {k for k in REQUIRED_KEYS if k != "image" and k not in shapes}
+        if unknown:
+            raise DatasetError(f"shapes must give {', '.join(k for k in SCHEMA if k != 'image')} "
+                               f"(env_state optional); got {sorted(shapes)}")
         self.path.mkdir(parents=True, exist_ok=True)
-        self.shapes = {k: (shape if shape is not None else (image_size, image_size, 3)) for k, (_, shape) in SCHEMA.items()}
+        self.shapes = {"image": (h, w, 3), **{k: tuple(int(n) for n in v) for k, v in shapes.items()}}
+        self.keys = [k for k in SCHEMA if k in self.shapes]
         self.episodes: list[dict[str, Any]] = []
         self.num_frames = 0
         self.generation = generation or {}
         # running sums for statistics of float keys (float64 for accuracy)
-        self._sum = {k: np.zeros(self.shapes[k], np.float64) for k in FLOAT_KEYS}
-        self._sumsq = {k: np.zeros(self.shapes[k], np.float64) for k in FLOAT_KEYS}
-        self._min = {k: np.full(self.shapes[k], np.inf) for k in FLOAT_KEYS}
-        self._max = {k: np.full(self.shapes[k], -np.inf) for k in FLOAT_KEYS}
+        self.float_keys = [k for k in FLOAT_KEYS if k in self.shapes]
+        self._sum = {k: np.zeros(self.shapes[k], np.float64) for k in self.float_keys}
+        self._sumsq = {k: np.zeros(self.shapes[k], np.float64) for k in self.float_keys}
+        self._min = {k: np.full(self.shapes[k], np.inf) for k in self.float_keys}
+        self._max = {k: np.full(self.shapes[k], -np.inf) for k in self.float_keys}
         progress = self.path / PROGRESS_FILE
         recorded = _read_progress(progress) if resume and not overwrite else None
         if recorded is not None:
@@ -102,16 +121,17 @@ class EpisodeWriter:
             self._reopen(recorded[1])
         else:
             (self.path / META_FILE).unlink(missing_ok=True)
-            for k in SCHEMA:
+            for k in self.keys:
                 open(self.path / f"{k}.bin", "wb").close()
             write_text_atomic(progress, json.dumps({"generation": self.generation}) + "\n")
-        self.files = {k: open(self.path / f"{k}.bin", "ab") for k in SCHEMA}
+        self.files = {k: open(self.path / f"{k}.bin", "ab") for k in self.keys}
         self._progress = open(progress, "a")
 
     def _reopen(self, episodes: list[dict[str, Any]]) -> None:
         """Keep the recorded episodes: cut every array file to their frames, recompute the statistics."""
         frames = sum(e["length"] for e in episodes)
-        for key, (dtype, _) in SCHEMA.items():
+        for key in self.keys:
+            dtype = SCHEMA[key][0]
             file = self.path / f"{key}.bin"
             per_frame = math.prod(self.shapes[key]) * np.dtype(dtype).itemsize
             if not file.is_file() or file.stat().st_size < frames * per_frame:
@@ -119,7 +139,7 @@ class EpisodeWriter:
                                    f"{self.path / PROGRESS_FILE}; pass overwrite=True (--overwrite) to start again")
             with open(file, "r+b") as f:
                 f.truncate(frames * per_frame)  # drops a torn episode written after the last record
-            if key in FLOAT_KEYS and frames:
+            if key in self.float_keys and frames:
                 self._accumulate(key, np.fromfile(file, dtype=dtype).reshape(frames, *self.shapes[key]))
         self.episodes = list(episodes)
         self.num_frames = frames
@@ -134,10 +154,10 @@ class EpisodeWriter:
     def add_episode(self, arrays: dict[str, np.ndarray], task: str, instruction: str, seed: int) -> None:
         length = len(arrays["action"])
         values = {}
-        for key, (dtype, _) in SCHEMA.items():
+        for key in self.keys:
             if key not in arrays:
                 raise DatasetError(f"episode of task '{task}' (seed {seed}) lacks key '{key}'")
-            value = np.ascontiguousarray(arrays[key], dtype=dtype)
+            value = np.ascontiguousarray(arrays[key], dtype=SCHEMA[key][0])
             if value.shape != (length, *self.shapes[key]):
                 raise DatasetError(
                     f"episode of task '{task}' (seed {seed}): '{key}' has shape {value.shape}, "
@@ -147,7 +167,7 @@ class EpisodeWriter:
         for key, value in values.items():
             self.files[key].write(value.tobytes())
             self.files[key].flush()
-            if key in FLOAT_KEYS:
+            if key in self.float_keys:
                 self._accumulate(key, value)
         episode = {"task": task, "instruction": instruction, "start": self.num_frames, "length": length,
                    "seed": int(seed)}
@@ -164,21 +184,27 @@ class EpisodeWriter:
             out[e["task"]] = out.get(e["task"], 0) + 1
         return out
 
-    def close(self) -> Path:
+    def close(self, stats: dict[str, dict[str, Any]] | None = None) -> Path:
+        """Write ``meta.json``. ``stats`` replaces the computed statistics of the keys it gives (an imported
+        dataset's own: ``{key: {mean, std, min, max}}``)."""
         for f in self.files.values():
             f.close()
         self._progress.close()
         n = max(self.num_frames, 1)
+        given = stats or {}
         stats = {}
-        for k in FLOAT_KEYS:
+        for k in self.float_keys:
             mean = self._sum[k] / n
             std = np.sqrt(np.maximum(self._sumsq[k] / n - mean**2, 0.0))
             stats[k] = {"mean": mean.tolist(), "std": std.tolist(), "min": self._min[k].tolist(), "max": self._max[k].tolist()}
+            if k in given:
+                stats[k] = {name: np.asarray(given[k][name], np.float64).reshape(self.shapes[k]).tolist()
+                            for name in ("mean", "std", "min", "max")}
         meta = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
             "num_frames": self.num_frames,
-            "keys": {k: {"dtype": SCHEMA[k][0], "shape": list(self.shapes[k]), "file": f"{k}.bin"} for k in SCHEMA},
+            "keys": {k: {"dtype": SCHEMA[k][0], "shape": list(self.shapes[k]), "file": f"{k}.bin"} for k in self.keys},
             "episodes": self.episodes,
             "stats": stats,
             "generation": self.generation,
@@ -223,13 +249,11 @@ class EpisodeStore:
             raise DatasetError(f"{meta_path}: must hold a JSON object, got {type(self.meta).__name__}")
         if self.meta.get("format") != FORMAT_NAME:
             raise DatasetError(f"{meta_path}: 'format' is {self.meta.get('format')!r}, expected '{FORMAT_NAME}'")
-        validate_meta(self.meta, meta_path, SCHEMA, FLOAT_KEYS, DatasetError)
+        validate_meta(self.meta, meta_path, SCHEMA, REQUIRED_KEYS, DatasetError)
         self.num_frames = int(self.meta["num_frames"])
         self.arrays: dict[str, np.ndarray] = {}
-        for key, (dtype, _) in SCHEMA.items():
-            spec = self.meta["keys"].get(key)
-            if spec is None:
-                raise DatasetError(f"{meta_path}: missing key '{key}' (a dataset holds {', '.join(SCHEMA)})")
+        for key, spec in self.meta["keys"].items():
+            dtype = SCHEMA[key][0]
             file = self.path / spec.get("file", f"{key}.bin")
             if not file.is_file():
                 raise DatasetError(f"{file}: missing file for key '{key}'")
@@ -262,7 +286,7 @@ class EpisodeStore:
             self._check_finite()
 
     def _check_finite(self) -> None:
-        for key in FLOAT_KEYS:
+        for key in (k for k in FLOAT_KEYS if k in self.arrays):
             arr = self.arrays[key]
             bad = ~np.isfinite(arr).reshape(len(arr), -1).all(axis=1)
             if bad.any():
@@ -278,6 +302,12 @@ class EpisodeStore:
     def image_size(self) -> tuple[int, int]:
         h, w, _ = self.meta["keys"]["image"]["shape"]
         return h, w
+
+    def dim(self, key: str) -> int:
+        """Width of a per-frame vector (``state``, ``action``, ``env_state``)."""
+        if key not in self.arrays:
+            raise DatasetError(f"{self.path / META_FILE}: the dataset has no '{key}' (it holds {', '.join(self.arrays)})")
+        return int(self.arrays[key].shape[1])
 
     @property
     def stats(self) -> dict[str, dict[str, np.ndarray]]:

@@ -56,9 +56,12 @@ class _Checker:
                 self.fail(f"{key}[{i}]", "a finite number", v)
 
 
-def validate_meta(meta: Any, path: Path, schema: dict[str, tuple[str, tuple[int, ...] | None]],
-                  float_keys: tuple[str, ...], error: type[Exception] = ValueError) -> None:
-    """Raise ``error`` naming ``path`` and the key of the first field that does not match the format."""
+def validate_meta(meta: Any, path: Path, schema: dict[str, tuple[str, int]], required: tuple[str, ...],
+                  error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` naming ``path`` and the key of the first field that does not match the format.
+
+    ``schema`` maps each key a dataset may hold to ``(dtype, number of per-frame dimensions)``;
+    ``required`` are the keys every dataset holds."""
     c = _Checker(path, error)
     c.mapping("(top level)", meta)
     for top in ("num_frames", "keys", "episodes", "stats"):
@@ -68,19 +71,24 @@ def validate_meta(meta: Any, path: Path, schema: dict[str, tuple[str, tuple[int,
     if "version" in meta:
         c.integer("version", meta["version"], minimum=1)
     keys = c.mapping("keys", meta["keys"])
-    per_frame: dict[str, int] = {}
-    for key, (dtype, fixed) in schema.items():
+    for key in required:
         if key not in keys:
-            raise error(f"{path}: missing key 'keys.{key}' (a dataset holds {', '.join(schema)})")
+            raise error(f"{path}: missing key 'keys.{key}' (a dataset holds {', '.join(required)}, "
+                        f"and optionally {', '.join(k for k in schema if k not in required)})")
+    per_frame: dict[str, int] = {}
+    for key in keys:
+        if key not in schema:
+            raise error(f"{path}: unknown key 'keys.{key}'; keys are {', '.join(schema)}")
+        dtype, ndim = schema[key]
         spec = c.mapping(f"keys.{key}", keys[key])
         if spec.get("dtype", dtype) != dtype:
             c.fail(f"keys.{key}.dtype", f"'{dtype}'", spec["dtype"])
         shape = c.sequence(f"keys.{key}.shape", spec.get("shape"))
         for i, n in enumerate(shape):
             c.integer(f"keys.{key}.shape[{i}]", n, minimum=1)
-        if fixed is not None and tuple(shape) != fixed:
-            c.fail(f"keys.{key}.shape", f"{list(fixed)}", shape)
-        if key == "image" and (len(shape) != 3 or shape[2] != 3):
+        if len(shape) != ndim:
+            c.fail(f"keys.{key}.shape", f"a list of {ndim} sizes", shape)
+        if key == "image" and shape[2] != 3:
             c.fail("keys.image.shape", "[height, width, 3]", shape)
         if "file" in spec:
             name = c.string(f"keys.{key}.file", spec["file"])
@@ -101,7 +109,7 @@ def validate_meta(meta: Any, path: Path, schema: dict[str, tuple[str, tuple[int,
     if not meta["episodes"]:
         raise error(f"{path}: the dataset is empty (no episodes)")
     stats = c.mapping("stats", meta["stats"])
-    for key in float_keys:
+    for key in (k for k in keys if schema[k][0].startswith("float")):
         if key not in stats:
             raise error(f"{path}: missing normalisation statistics 'stats.{key}'")
         entry = c.mapping(f"stats.{key}", stats[key])

@@ -20,7 +20,8 @@ def write_subset(source: str | Path, out: str | Path, per_task: int) -> Path:
     if per_task < 1:
         raise ValueError(f"per_task must be >= 1, got {per_task}")
     store = EpisodeStore(source)
-    writer = EpisodeWriter(out, store.image_size[0], dict(store.meta.get("generation", {})), overwrite=True)
+    writer = EpisodeWriter(out, store.image_size, dict(store.meta.get("generation", {})), overwrite=True,
+                           shapes={k: tuple(a.shape[1:]) for k, a in store.arrays.items() if k != "image"})
     taken: dict[str, int] = {}
     for ep in store.episodes:
         if taken.get(ep.task, 0) < per_task:

@@ -89,13 +89,14 @@ class WindowDataset(Dataset):
             "state": state,
             "action": action,
             "action_mask": torch.from_numpy(act <= last),
-            "env_state": torch.from_numpy(np.array(arrays["env_state"][ep.start + t])),
             "frame_index": torch.tensor(self.offsets[si] + ep.start + t),
             "future_index": torch.from_numpy(self.offsets[si] + ep.start + np.clip(fut, 0, last)),
             "instruction": ep.instruction,
             "task": ep.task,
             "step": torch.tensor(t),
         }
+        if "env_state" in arrays:  # simulator data only
+            sample["env_state"] = torch.from_numpy(np.array(arrays["env_state"][ep.start + t]))
         if self.labels is not None:
             sample["phase_label"] = torch.tensor(float(self.labels[si][ep.start + t]))
         return sample

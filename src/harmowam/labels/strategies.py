@@ -25,12 +25,14 @@ def _dilate(events: np.ndarray, window: int) -> np.ndarray:
 
 
 def gripper_events(episode: dict[str, np.ndarray], task: str | None = None, window: int = 6,
-                   threshold: float = 0.0) -> np.ndarray:
+                   threshold: float = 0.0, gripper_index: int = -1) -> np.ndarray:
     """Frames within ``window`` steps of a gripper open/close command (the paper's rule).
 
-    An event is a change of sign of the gripper effort ``action[:, 3]`` about ``threshold``.
+    An event is a crossing of ``threshold`` by the gripper command ``action[:, gripper_index]``
+    (the last action dimension by default: Meta-World's effort, and the usual place of a
+    real arm's gripper). Needs only actions, so it labels imported robot data too.
     """
-    closing = episode["action"][:, 3] > threshold
+    closing = episode["action"][:, gripper_index] > threshold
     events = np.zeros(len(closing), dtype=bool)
     events[1:] = closing[1:] != closing[:-1]
     return _dilate(events, window)
@@ -50,6 +52,9 @@ def proximity(episode: dict[str, np.ndarray], task: str | None = None, radius: f
     default radius reaches every task's contact: the closest the hand's reference point
     comes to the tracked point is 0.02 m (drawer handle) to 0.073 m (plate centre).
     """
+    if "env_state" not in episode:
+        raise KeyError("label strategy 'proximity' needs the simulator's 'env_state', which this dataset does not "
+                       "hold (an imported dataset): use 'gripper_events' or 'ee_height'")
     env = episode["env_state"]
     near = np.linalg.norm(env[:, 0:3] - env[:, 4:7], axis=1) < radius
     return _dilate(near, window)
