@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from harmowam.files import FolderLockedError
 from harmowam.sim.cameras import list_cameras
@@ -117,9 +118,20 @@ def lightning_main(args: Sequence[str] | None = None) -> None:
 
     from harmowam.safe_load import load_checkpoint
 
-    argv = list(args) if args is not None else sys.argv[1:]
+    from harmowam.config_base import ConfigBaseError, expand_config_bases
+
+    # argv, bases expanded, is handed to LightningCLI as `args`: its warning about args beside sys.argv is moot
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    try:
+        argv = expand_config_bases(list(args) if args is not None else sys.argv[1:])
+    except ConfigBaseError as exc:
+        sys.exit(f"lightning: error: {exc}")
 
     class HarmowamCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser: Any) -> None:
+            parser.add_argument("--base", type=Optional[str], default=None,
+                                help="in a config file: a config read before it (harmowam.config_base)")
+
         def _parse_ckpt_path(self) -> None:
             sub = self.config.get("subcommand")
             ckpt = self.config[sub].get("ckpt_path") if sub else None
@@ -151,7 +163,7 @@ def lightning_main(args: Sequence[str] | None = None) -> None:
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
-            args=list(args) if args is not None else None,
+            args=argv,
         )
     except Exception as exc:
         known = _known_cause(exc)  # jsonargparse wraps a component's error in its own
