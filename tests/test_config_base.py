@@ -11,7 +11,7 @@ from harmowam.cli import lightning_main
 from harmowam.config_base import ConfigBaseError, expand_config_bases
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-STAGE2 = sorted(p for p in EXPERIMENTS.rglob("*.yaml") if p.parent.name != "sweeps" and p.name != "world_model.yaml"
+STAGE2 = sorted(p for p in EXPERIMENTS.rglob("*.yaml") if p.parent.name not in ("sweeps", "backbones") and p.name != "world_model.yaml"
                 and p.parent.name != "base")
 
 

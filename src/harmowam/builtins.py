@@ -20,8 +20,9 @@ def harmowam_register_world_models() -> dict[str, Callable]:
 @hookimpl
 def harmowam_register_instruction_encoders() -> dict[str, Callable]:
     from harmowam.text.learned_embedding import LearnedInstructionEmbedding
+    from harmowam.text.transformers_encoder import clip, t5  # transformers is imported only when one is built
 
-    return {"learned": LearnedInstructionEmbedding}
+    return {"learned": LearnedInstructionEmbedding, "t5": t5, "clip": clip}
 
 
 @hookimpl

@@ -41,6 +41,7 @@ from harmowam.data.normalization import Normalizer
 from harmowam.data.shapes import data_shapes
 from harmowam.experts.base import FEATURES, FRAMES, ExpertContext, PolicyShapes
 from harmowam.experts.image_encoder import ImageTokenEncoder
+from harmowam.experts.vae_image_encoder import VaeImageEncoder
 from harmowam.gates.base import PREDICTIVE, REACTIVE
 from harmowam.registry import REGISTRY, build_component, component_name
 from harmowam.training import ExponentialMovingAverage, decay_and_no_decay, warmup_cosine
@@ -104,7 +105,7 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
         if wm is not None and image_size is not None and image_size != wm.image_size:
             raise ValueError(f"image_size={image_size} but the world model works at {wm.image_size}")
         image_size = wm.image_size if wm is not None else (image_size or 64)
-        self.image_encoder = ImageTokenEncoder(image_size=image_size, **(image_encoder or {}))
+        self.image_encoder = self._build_image_encoder(dict(image_encoder or {}), image_size)
         self.shapes = PolicyShapes(
             action_dim=action_dim or 4, action_horizon=action_horizon, state_dim=state_dim or 4, image_size=image_size,
             instruction_dim=self.text.dim, image_token_dim=self.image_encoder.dim,
@@ -140,6 +141,19 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
         self.reset()
 
     # -- set-up from the data ----------------------------------------------------------------
+    def _build_image_encoder(self, spec: dict[str, Any], image_size: int) -> nn.Module:
+        """The shared image encoder: a timm backbone (``{model_name, model_kwargs, pretrained_file}``), or
+        ``{name: world_model_vae, trainable}``: the world model's VAE encoder, pretrained on the broad video."""
+        name = spec.pop("name", "timm")
+        if name == "world_model_vae":
+            if self.world_model is None or not hasattr(self.world_model, "vae"):
+                raise ValueError("image_encoder 'world_model_vae' reads the world model's VAE: set 'world_model' to a "
+                                 "stage-1 checkpoint with a VAE")
+            return VaeImageEncoder(self.world_model.vae, image_size, **spec)
+        if name != "timm":
+            raise ValueError(f"image_encoder name '{name}' unknown; names are timm (the default), world_model_vae")
+        return ImageTokenEncoder(image_size=image_size, **spec)
+
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None:
