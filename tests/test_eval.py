@@ -174,7 +174,8 @@ def test_table_arithmetic():
         rec("p", "b", "position", False, False), rec("p", "b", "position", False, False),
     ]
     cells = cell_metrics(records)
-    assert cells[("p", "a", "background")] == {"episodes": 2, "success": 0.5, "transit": 1.0, "interaction": 0.5}
+    assert cells[("p", "a", "background")] == {"episodes": 2, "success": 0.5, "transit": 1.0, "interaction": 0.5,
+                                               "successes": 1, "transits": 2}
     assert cells[("p", "b", "in_domain")]["interaction"] == 1.0  # 1 success among 1 transit
     assert math.isnan(cells[("p", "b", "position")]["interaction"])  # no transit: undefined, not 0
     (row,) = summary_rows(cells, ["p"], ["a", "b"], ["in_domain", "background", "position"])
@@ -183,6 +184,8 @@ def test_table_arithmetic():
     assert row["position"] == pytest.approx(0.0)
     assert row["ood_avg"] == pytest.approx(0.25)
     assert row["relative_drop"] == pytest.approx((0.75 - 0.25) / 0.75)
+    assert (row["in_domain_successes"], row["in_domain_episodes"]) == (3, 4)
+    assert (row["ood_avg_successes"], row["ood_avg_episodes"]) == (2, 8)
     metric = SuccessRate()
     metric.update(torch.tensor([True, False, True]), mask=torch.tensor([True, True, False]))
     assert metric.compute().item() == pytest.approx(0.5)
@@ -234,3 +237,45 @@ def test_checkpoint_policy_acts_in_closed_loop_and_records_its_experts(tmp_path,
         evaluate([PolicySpec("checkpoint", path=str(tiny_policy_ckpt), name="tiny2", n_action_steps=99)], cfg,
                  progress=False)
 
+
+
+def test_wilson_interval_and_paired_difference():
+    from harmowam.eval.statistics import format_rate, paired_difference, wilson_interval
+
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)  # not empty at 0 successes
+    lo, hi = wilson_interval(5, 10)
+    assert (lo, hi) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    assert format_rate(22, 30) == "0.73 [0.56, 0.86] n=30"
+    a = {("push", "in_domain", s): s < 6 for s in range(10)}  # 6/10
+    b = {("push", "in_domain", s): s < 3 for s in range(10)}  # 3/10, the same scenes' first three
+    d = paired_difference(a, b)
+    assert d["difference"] == pytest.approx(0.3) and d["pairs"] == 10 and d["low"] < 0.3 < d["high"]
+    assert paired_difference(a, {})["pairs"] == 0
+
+
+def test_transit_is_proximity_or_a_moved_object():
+    from harmowam.eval.rollout import transit_step
+
+    states = np.zeros((5, 39), np.float32)
+    states[:, 0] = [0.5, 0.4, 0.3, 0.2, 0.2]  # the hand approaches but stays 0.2 m away
+    assert transit_step(states, 0.05) is None
+    states[3:, 4] = 0.03  # ...while the object moves 3 cm (pressed or pulled from afar)
+    assert transit_step(states, 0.05) == 3
+    states[:, 4] = 0.0
+    states[2, 0] = 0.04  # within the task's distance at step 2
+    assert transit_step(states, 0.05) == 2
+
+
+def test_every_scripted_success_has_transited_in_every_task(tmp_path):
+    """The transit definition agrees with success on the scripted expert, in each task and condition."""
+    from harmowam.sim.tasks import list_tasks
+
+    cfg = EvalConfig(tasks="all", conditions="in_domain,position", episodes=1, workers=1, videos=0,
+                     image_size=32, out=tmp_path, timelines=False)
+    evaluate([PolicySpec("scripted")], cfg, progress=False)
+    records = list(EpisodeLog(tmp_path / "episodes.jsonl"))
+    assert {r["task"] for r in records} == set(list_tasks())
+    assert all(r["success"] for r in records)
+    assert all(r["transit"] and r["transit_step"] is not None for r in records)

@@ -252,6 +252,13 @@ def _cmd_pipeline(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(ns: argparse.Namespace) -> int:
+    from harmowam.compare import run_compare
+
+    run_compare(ns.preset, ns.workdir, ns.workers)
+    return 0
+
+
 def _cmd_sweep(ns: argparse.Namespace) -> int:
     from harmowam.sweep import run_sweep
 
@@ -350,6 +357,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=positive_int, default=2, help="generation processes")
     g.add_argument("--overwrite", action="store_true")
     g.set_defaults(func=_cmd_data_generate)
+
+    from harmowam.compare import COMPARISONS
+
+    cmp = sub.add_parser("compare", help="the paradigm comparison: every paradigm, baseline and ablation on one world "
+                                         "model, several seeds, one paired evaluation, the paper's tables",
+                         formatter_class=DefaultsHelpFormatter)
+    cmp.add_argument("--preset", default="cpu", choices=list(COMPARISONS),
+                     help="'cpu' (3 tasks, 9 configs x 2 seeds, about 2 hours on 2 cores), 'gpu' (6 tasks, 4 configs, "
+                          "one lease), 'smoke' (minutes)")
+    cmp.add_argument("--workdir", default=None, help="where everything goes (default runs/compare/<preset>)")
+    cmp.add_argument("--workers", type=positive_int, default=2, help="processes for data generation and evaluation")
+    cmp.set_defaults(func=_cmd_compare)
 
     pl = sub.add_parser("pipeline", help="the main job end to end: generate data, train, evaluate, report")
     pl.add_argument("--preset", default="default",

@@ -92,16 +92,11 @@ def default_workdir(preset: str) -> Path:
     return Path("runs") / "pipeline" / preset
 
 
-def run_pipeline(workdir: str | Path | None = None, preset: str = "default", workers: int = 2) -> dict[str, Any]:
-    from harmowam.eval.runner import EvalConfig, PolicySpec, evaluate
-
-    if preset not in PIPELINES:
-        raise ValueError(f"unknown pipeline preset '{preset}'; presets: {', '.join(PIPELINES)}")
-    spec = PIPELINES[preset]
-    workdir = Path(workdir if workdir is not None else default_workdir(preset)).resolve()
+def prepare_data_and_world_model(workdir: Path, spec: dict[str, Any], workers: int, label: str) -> list[str]:
+    """Both data regimes and the exported world model in ``workdir`` (each skipped when done); returns the tasks."""
     workdir.mkdir(parents=True, exist_ok=True)
     tasks = spec["tasks"] or list_tasks()
-    print(f"[pipeline] preset '{preset}' in {workdir}: tasks {', '.join(tasks)}", flush=True)
+    print(f"[{label}] in {workdir}: tasks {', '.join(tasks)}", flush=True)
     for regime, p in PRESETS.items():
         out = workdir / "data" / regime
         if (out / "meta.json").is_file():
@@ -115,19 +110,34 @@ def run_pipeline(workdir: str | Path | None = None, preset: str = "default", wor
         _lightning(EXPERIMENTS / "world_model.yaml", workdir, spec["world_model_overrides"])
     else:
         print(f"[world model] {workdir / WORLD_MODEL_EXPORT} exists, skipping")
+    return tasks
+
+
+def train_policy(workdir: Path, name: str, config: Path, overrides: list[str]) -> Path:
+    """``lightning fit`` of a stage-2 config as run ``name``, unless its last.ckpt exists; returns the run folder."""
+    run = latest_run(workdir, name)
+    if run is None or not (run / "checkpoints" / "last.ckpt").is_file():
+        _lightning(config, workdir, overrides)
+        run = latest_run(workdir, name)
+    else:
+        print(f"[policy] {run} is trained, skipping")
+    assert run is not None
+    print(f"[policy] {name}: {run / 'checkpoints' / 'last.ckpt'}", flush=True)
+    return run
+
+
+def run_pipeline(workdir: str | Path | None = None, preset: str = "default", workers: int = 2) -> dict[str, Any]:
+    from harmowam.eval.runner import EvalConfig, PolicySpec, evaluate
+
+    if preset not in PIPELINES:
+        raise ValueError(f"unknown pipeline preset '{preset}'; presets: {', '.join(PIPELINES)}")
+    spec = PIPELINES[preset]
+    workdir = Path(workdir if workdir is not None else default_workdir(preset)).resolve()
+    tasks = prepare_data_and_world_model(workdir, spec, workers, label=f"pipeline preset '{preset}'")
     run = latest_run(workdir, "world_model")
     assert run is not None
-    policy_runs: dict[str, Path] = {}
-    for name in POLICIES:
-        policy_run = latest_run(workdir, name)
-        if policy_run is None or not (policy_run / "checkpoints" / "last.ckpt").is_file():
-            _lightning(EXPERIMENTS / f"{name}.yaml", workdir, spec["policy_overrides"].get(name, []))
-            policy_run = latest_run(workdir, name)
-        else:
-            print(f"[policy] {policy_run} is trained, skipping")
-        assert policy_run is not None
-        print(f"[policy] {name}: {policy_run / 'checkpoints' / 'last.ckpt'}", flush=True)
-        policy_runs[name] = policy_run
+    policy_runs = {name: train_policy(workdir, name, EXPERIMENTS / f"{name}.yaml",
+                                      spec["policy_overrides"].get(name, [])) for name in POLICIES}
     ev = spec["eval"]
     eval_cfg = EvalConfig(tasks=tasks, conditions=ev.get("conditions", "all"), episodes=ev["episodes"],
                           max_steps=ev.get("max_steps"), workers=workers, out=workdir / "eval")

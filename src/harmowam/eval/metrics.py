@@ -1,7 +1,8 @@
 """Success rates and the paper's Table 3 arithmetic.
 
 Per task and condition: success rate, transit success (the hand came within the
-task's ``transit_distance`` of the object) and interaction success given transit
+task's ``transit_distance`` of the object, or moved it: ``eval.rollout.transit_step``) and
+interaction success given transit
 (successes among the episodes whose transit succeeded). Per policy: the in-domain
 average over tasks, each condition's average, the OOD average (mean of the OOD
 conditions' averages) and the relative drop ``(ID - OOD) / ID``.
@@ -55,7 +56,8 @@ def cell_metrics(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str]
         reached.update(transit)
         interaction.update(success, mask=transit)
         cells[key] = {"episodes": len(rs), "success": rate.compute().item(), "transit": reached.compute().item(),
-                      "interaction": interaction.compute().item()}
+                      "interaction": interaction.compute().item(), "successes": int(success.sum()),
+                      "transits": int(transit.sum())}
     return cells
 
 
@@ -72,7 +74,11 @@ def summary_rows(cells: dict[tuple[str, str, str], dict[str, float]], policies: 
         row: dict[str, Any] = {"policy": policy}
         for c in conditions:
             row[c] = nanmean([cells[(policy, t, c)]["success"] for t in tasks if (policy, t, c) in cells])
+            row[f"{c}_successes"] = sum(cells[(policy, t, c)]["successes"] for t in tasks if (policy, t, c) in cells)
+            row[f"{c}_episodes"] = sum(cells[(policy, t, c)]["episodes"] for t in tasks if (policy, t, c) in cells)
         ood = [c for c in conditions if c != in_domain]
+        row["ood_avg_successes"] = sum(row[f"{c}_successes"] for c in ood)
+        row["ood_avg_episodes"] = sum(row[f"{c}_episodes"] for c in ood)
         row["ood_avg"] = nanmean([row[c] for c in ood]) if ood else float("nan")
         id_avg = row.get(in_domain, float("nan"))
         row["relative_drop"] = (id_avg - row["ood_avg"]) / id_avg if id_avg and not math.isnan(id_avg) else float("nan")

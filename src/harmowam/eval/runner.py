@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harmowam.eval.metrics import nanmean, cell_metrics, summary_rows
+from harmowam.eval.statistics import format_rate, outcomes, paired_difference, wilson_interval
 from harmowam.eval.policies import (REFERENCE_POLICIES, CheckpointPolicy, build_policy, check_instructions,
                                     default_policy_name, file_digest)
 from harmowam.eval.records import EpisodeLog, check_manifest, record_key
@@ -243,15 +244,22 @@ def write_report(records: list[dict[str, Any]], policies: list[str], tasks: list
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["policy", "task", "condition", "episodes", "success", "transit", "interaction_given_transit"])
+        w.writerow(["policy", "task", "condition", "episodes", "success", "success_low95", "success_high95", "transit",
+                    "interaction_given_transit"])
         for (p, t, c), m in sorted(cells.items()):
-            w.writerow([p, t, c, m["episodes"], m["success"], m["transit"], m["interaction"]])
+            lo, hi = wilson_interval(m["successes"], m["episodes"])
+            w.writerow([p, t, c, m["episodes"], m["success"], lo, hi, m["transit"], m["interaction"]])
     columns = [*conditions, *(["ood_avg", "relative_drop"] if ood and IN_DOMAIN in conditions else [])]
     with open(out / "summary.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["policy", *columns])
+        w.writerow(["policy", *columns, *(f"{c}_{k}" for c in columns if c != "relative_drop"
+                                          for k in ("episodes", "low95", "high95"))])
         for row in rows:
-            w.writerow([row["policy"], *(row[c] for c in columns)])
+            extra = []
+            for c in (c for c in columns if c != "relative_drop"):
+                n = row[f"{c}_episodes"]
+                extra += [n, *wilson_interval(row[f"{c}_successes"], n)]
+            w.writerow([row["policy"], *(row[c] for c in columns), *extra])
     sp = speed(records, policies)
     lines = ["## Success rate, averaged over tasks", "",
              "| policy | " + " | ".join("OOD avg" if c == "ood_avg" else "drop from ID" if c == "relative_drop" else c
@@ -260,6 +268,28 @@ def write_report(records: list[dict[str, Any]], policies: list[str], tasks: list
     for row in rows:
         vals = [f"{row[c]:.1%}" if c == "relative_drop" and not math.isnan(row[c]) else _fmt(row[c]) for c in columns]
         lines.append(f"| {row['policy']} | " + " | ".join(vals) + " |")
+    lines += ["", "The same with 95% Wilson intervals and the episodes behind each cell (tasks pooled; with equal "
+              "episodes per task the pooled rate is the average above):", "",
+              "| policy | " + " | ".join("OOD avg" if c == "ood_avg" else c for c in columns if c != "relative_drop")
+              + " |", "|---" * (len([c for c in columns if c != "relative_drop"]) + 1) + "|"]
+    for row in rows:
+        lines.append(f"| {row['policy']} | " + " | ".join(format_rate(row[f"{c}_successes"], row[f"{c}_episodes"])
+                                                        for c in columns if c != "relative_drop") + " |")
+    learned = [p for p in policies if p not in ("scripted", "random")]
+    if len(policies) > 1 and learned:
+        ref = learned[0]
+        groups = [(c, [c]) for c in conditions] + ([("OOD avg", ood)] if ood and IN_DOMAIN in conditions else [])
+        lines += ["", f"## {ref} against each other policy: paired difference in success on the same scenes", "",
+                  f"Mean of ({ref} - other) over episodes with the same task, condition and seed, with a normal 95% "
+                  "interval of the paired differences and the number of pairs.", "",
+                  "| other | " + " | ".join(name for name, _ in groups) + " |", "|---" * (len(groups) + 1) + "|"]
+        for other in [p for p in policies if p != ref]:
+            vals = []
+            for _, conds in groups:
+                d = paired_difference(outcomes(records, ref, conds), outcomes(records, other, conds))
+                vals.append("-" if not d["pairs"] else
+                            f"{d['difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] n={d['pairs']}")
+            lines.append(f"| {other} | " + " | ".join(vals) + " |")
     for p in policies:
         lines += ["", f"## {p}: success / transit / interaction given transit, per task", "",
                   "| task | " + " | ".join(conditions) + " |", "|---" * (len(conditions) + 1) + "|"]
@@ -268,7 +298,8 @@ def write_report(records: list[dict[str, Any]], policies: list[str], tasks: list
             for c in conditions:
                 m = cells.get((p, t, c))
                 vals.append("-" if m is None else f"{_fmt(m['success'])} / {_fmt(m['transit'])} / "
-                                                  f"{_fmt(m['interaction'])} (n={m['episodes']})")
+                                                  f"{_fmt(m['interaction'])} (n={m['episodes']}, "
+                                                  f"{m['transits']} transited)")
             lines.append(f"| {t} | " + " | ".join(vals) + " |")
     # gated policies: both experts acted somewhere in their episodes
     routed = [p for p in policies
