@@ -198,17 +198,18 @@ def test_config_errors_are_clear(saved_world_model, tmp_path):
 
 
 def test_every_experiment_config_instantiates(tmp_path, monkeypatch):
-    from lightning.pytorch.cli import LightningCLI
+    """Through the `lightning` command's own CLI (bases expanded); the SigLIP/DINOv2/T5 config needs real weights."""
     import lightning as L
+
+    from harmowam.cli import build_cli
 
     tiny_model(image_size=64, num_future_frames=4, frame_stride=4).save_pretrained(tmp_path / "checkpoints" / "world_model")
     monkeypatch.chdir(tmp_path)
     configs = sorted((REPO / "experiments").rglob("*.yaml"))
-    configs = [c for c in configs if "sweeps" not in c.parts]
-    assert len(configs) >= 11
+    configs = [c for c in configs if "sweeps" not in c.parts and c.name != "siglip_dinov2_t5.yaml"]
+    assert len(configs) >= 13
     for config in configs:
-        cli = LightningCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-                           args=["-c", str(config), "--trainer.logger=false"], run=False)
+        cli = build_cli(["-c", str(config), "--trainer.logger=false"], run=False)
         assert isinstance(cli.model, L.LightningModule), config
 
 

@@ -111,8 +111,14 @@ def _message(exc: BaseException) -> str:
 
 
 def lightning_main(args: Sequence[str] | None = None) -> None:
+    """``lightning fit|validate|test|predict -c CONFIG [--key=value ...]`` (the console script)."""
+    build_cli(args)
+
+
+def build_cli(args: Sequence[str] | None = None, run: bool = True) -> Any:
     """``lightning fit|validate|test|predict -c CONFIG [--key=value ...]``; ``--ckpt_path`` is read with
-    ``weights_only=True`` (harmowam.safe_load): a checkpoint handed to the command cannot run code."""
+    ``weights_only=True`` (harmowam.safe_load): a checkpoint handed to the command cannot run code.
+    ``run=False``: parse and instantiate without a subcommand (``args`` then holds none); returns the CLI."""
     import lightning as L
     from lightning.pytorch.cli import LightningCLI
 
@@ -157,13 +163,14 @@ def lightning_main(args: Sequence[str] | None = None) -> None:
             return kwargs
 
     try:
-        HarmowamCLI(
+        return HarmowamCLI(
             L.LightningModule,
             L.LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
             args=argv,
+            run=run,
         )
     except Exception as exc:
         known = _known_cause(exc)  # jsonargparse wraps a component's error in its own
