@@ -77,6 +77,18 @@ def _trainer_kwargs(cli) -> dict:
     return {k: cfg[k] for k in keep if k in cfg and cfg[k] is not None} | {"logger": False}
 
 
+def cpu_model() -> str:
+    """The processor's name and its widest vector unit: step times differ by machine (AVX-512 or not)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
+    vector = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "no avx2"
+    return f"{name or platform.machine()} ({vector})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", default="runs/pipeline/quick", help="folder with data/demos and checkpoints/world_model")
@@ -110,7 +122,7 @@ def main() -> None:
     print("speed-up of the cached path: " + ", ".join(f"{k} {v['speedup_vs_on_the_fly']}x" for k, v in results.items()))
     report = {"config": args.config, "workdir": str(Path.cwd()), "data": str(data), "steps": args.steps,
               "threads": torch.get_num_threads(),
-              "cpu": platform.processor() or platform.machine(), "torch": torch.__version__, "results": results}
+              "cpu": cpu_model(), "torch": torch.__version__, "results": results}
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
 
