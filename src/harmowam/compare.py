@@ -23,6 +23,7 @@ from typing import Any
 
 from harmowam.eval.metrics import nanmean
 from harmowam.eval.statistics import outcomes, paired_difference, wilson_interval
+from harmowam.pipeline import PIPELINES
 
 #: run name -> experiment config, relative to experiments/
 CONFIGS = {
@@ -37,12 +38,11 @@ BASELINES = ("vla_baseline", "bc_baseline")
 ABLATIONS = ("average", "keyframe_average", "predictive_without_latent", "reactive_without_latent")
 REFERENCES = ("scripted", "random")
 
-_QUICK_WM = ["--trainer.max_time=00:00:07:00", "--model.init_args.vae_steps=200", "--trainer.val_check_interval=150"]
 COMPARISONS: dict[str, dict[str, Any]] = {
     # About 2 hours on 2 CPU cores: the quick pipeline's three tasks and data, 4 minutes per run, 2 seeds,
     # 5 episodes per task and condition (15 per condition and seed, 30 per condition over seeds).
     "cpu": {"tasks": ["push", "drawer-open", "button-press-topdown"], "episodes": 20,
-            "world_model_overrides": _QUICK_WM, "configs": list(CONFIGS), "seeds": [0, 1],
+            "world_model_overrides": PIPELINES["quick"]["world_model_overrides"], "configs": list(CONFIGS), "seeds": [0, 1],
             "policy_overrides": ["--trainer.max_steps=700", "--trainer.max_time=00:00:04:00",
                                  "--trainer.val_check_interval=350",
                                  "--model.init_args.world_model_cache={samples_per_frame: 1}"],
@@ -104,16 +104,12 @@ def run_compare(preset: str = "cpu", workdir: str | Path | None = None, workers:
 
 
 # -- tables ------------------------------------------------------------------------------------------
-def _by(records: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
-    return [r for r in records if all(r[k] == v for k, v in match.items())]
-
-
 def _cell(records: list[dict[str, Any]], config: str, condition: str) -> dict[str, Any]:
     """One config under one condition: per-seed success rates (tasks pooled), their mean and spread, the pooled
     rate's Wilson interval, and transit and interaction given transit over all its episodes."""
     rs = [r for r in records if config_of(r["policy"]) == config and r["condition"] == condition]
     seeds = sorted({r["policy"] for r in rs})
-    per_seed = [sum(r["success"] for r in rs if r["policy"] == s) / max(len(_by(rs, policy=s)), 1) for s in seeds]
+    per_seed = [nanmean([float(r["success"]) for r in rs if r["policy"] == s]) for s in seeds]
     n, k = len(rs), sum(bool(r["success"]) for r in rs)
     transited = [r for r in rs if r["transit"]]
     mean = nanmean(per_seed)
@@ -191,9 +187,12 @@ def write_tables(records: list[dict[str, Any]], out: Path, title: str = "") -> d
             vals = []
             for _, conds in groups:
                 a = _outcomes_by_seed(records, "harmowam", conds)
-                b = _outcomes_by_seed(records, other, conds)
-                d = paired_difference(a, b) if other not in REFERENCES else paired_difference(
-                    a, {k: v for k, v in ((key, _reference(records, other, key)) for key in a) if v is not None})
+                if other in REFERENCES:  # no training seeds: the same scene's outcome pairs with every seed's
+                    ref = outcomes(records, other, conds)
+                    b = {k: ref[k[1:]] for k in a if k[1:] in ref}
+                else:
+                    b = _outcomes_by_seed(records, other, conds)
+                d = paired_difference(a, b)
                 vals.append("-" if not d["pairs"] else f"{d['difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] "
                                                         f"n={d['pairs']}")
             lines.append(f"| {other} | " + " | ".join(vals) + " |")
@@ -203,10 +202,9 @@ def write_tables(records: list[dict[str, Any]], out: Path, title: str = "") -> d
         w.writeheader()
         w.writerows(csv_rows)
     plot(table, [*conditions, "ood_avg"], out)
-    summary = {config: {c: {k: v for k, v in cell.items()} for c, cell in row.items()} for config, row in table.items()}
-    (out / "tables.json").write_text(json.dumps(summary, indent=1, default=float))
+    (out / "tables.json").write_text(json.dumps(table, indent=1, default=float))
     print("\n".join(lines), flush=True)
-    return summary
+    return table
 
 
 def _outcomes_by_seed(records: list[dict[str, Any]], config: str, conditions: list[str]) -> dict[Any, bool]:
@@ -216,14 +214,6 @@ def _outcomes_by_seed(records: list[dict[str, Any]], config: str, conditions: li
         suffix = policy[len(config):]
         out.update({(suffix, *k): v for k, v in outcomes(records, policy, conditions).items()})
     return out
-
-
-def _reference(records: list[dict[str, Any]], reference: str, key: tuple) -> bool | None:
-    """A reference policy's outcome on the scene of a pairing key (references have no training seeds)."""
-    _, task, condition, seed = key
-    hits = [r for r in records if r["policy"] == reference and (r["task"], r["condition"], r["seed"]) ==
-            (task, condition, seed)]
-    return bool(hits[0]["success"]) if hits else None
 
 
 def plot(table: dict[str, dict[str, dict[str, Any]]], columns: list[str], out: Path) -> Path:

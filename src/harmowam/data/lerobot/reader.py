@@ -186,8 +186,9 @@ def import_lerobot(src: str | Path, out: str | Path, camera: str | None = None, 
                   "state_key": state_key, "action_key": action_key, "fps": reader.fps,
                   "robot_type": reader.info.get("robot_type"), "image_size": side}
     exported = reader.root / layout.HARMOWAM_META
-    if exported.is_file() and image_size in (None, json.loads(exported.read_text())["generation"].get("image_size")):
-        generation = json.loads(exported.read_text())["generation"]  # exported by harmowam: its scenes, as they were
+    recorded = json.loads(exported.read_text())["generation"] if exported.is_file() else None
+    if recorded is not None and image_size in (None, recorded.get("image_size")):
+        generation = recorded  # exported by harmowam: its scenes, as they were
     frames = 0
 
     def write(folder: Path) -> None:  # into a temporary folder, swapped in whole: a failed import leaves `out` as it was
