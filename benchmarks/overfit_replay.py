@@ -78,12 +78,12 @@ def replay(ckpt: Path, data: Path, gate: str, n_action_steps: int, max_steps: in
         # diagnostics: the first frame as the policy sees it, and its actions along the demonstration's states
         env, _ = reset_scene(ep.task, gen["variation"], ep.seed, gen["image_size"], gen["camera"])
         first = render(env)
-        policy.reset(ep.task, ep.seed)
+        policy.reset(0, ep.task, ep.seed)
         errs = []
         for t in range(min(10, ep.length)):
             obs = {"image": demo["image"][t], "state": demo["state"][t], "instruction": ep.instruction}
-            action, _ = policy.act(obs)
-            errs.append(float(np.abs(action - demo["action"][t]).mean()))
+            actions, _ = policy.act([0], [obs])
+            errs.append(float(np.abs(actions[0] - demo["action"][t]).mean()))
         rows.append({"task": ep.task, "seed": ep.seed, "success": rec["success"], "steps": rec["steps"],
                      "first_frame_max_abs_diff": int(np.abs(first.astype(int) - demo["image"][0].astype(int)).max()),
                      "action_mae_on_demo_states": round(float(np.mean(errs)), 4),

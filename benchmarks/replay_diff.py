@@ -17,7 +17,6 @@ import argparse
 import os
 
 import numpy as np
-import torch
 
 
 def main() -> None:
@@ -43,12 +42,12 @@ def main() -> None:
             continue
         demo = store.episode(ep.index)
         env, obs = reset_scene(ep.task, gen["variation"], ep.seed, gen["image_size"], gen["camera"])
-        policy.reset(ep.task, ep.seed)
-        torch.manual_seed(0)
+        policy.reset(0, ep.task, ep.seed)
         first_off, success_at = None, None
         for t in range(ep.length + args.extra_steps):
-            action, expert = policy.act({"image": render(env), "state": obs[:4], "env_obs": obs,
-                                         "instruction": ep.instruction})
+            actions, experts = policy.act([0], [{"image": render(env), "state": obs[:4], "env_obs": obs,
+                                                 "instruction": ep.instruction}])
+            action, expert = actions[0], experts[0]
             if t < ep.length:
                 ref = demo["env_state"][t]
                 hand_off = float(np.linalg.norm(obs[:3] - ref[:3]))

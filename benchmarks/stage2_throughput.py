@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -79,14 +78,14 @@ def _trainer_kwargs(cli) -> dict:
 
 def cpu_model() -> str:
     """The processor's name and its widest vector unit: step times differ by machine (AVX-512 or not)."""
+    from harmowam.provenance import cpu_name
+
     try:
-        info = Path("/proc/cpuinfo").read_text()
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
     except OSError:
-        return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
+        return cpu_name()
     vector = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "no avx2"
-    return f"{name or platform.machine()} ({vector})"
+    return f"{cpu_name()} ({vector})"
 
 
 def main() -> None:

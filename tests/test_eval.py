@@ -238,6 +238,26 @@ def test_checkpoint_policy_acts_in_closed_loop_and_records_its_experts(tmp_path,
                  progress=False)
 
 
+def test_batched_inference_gives_each_episode_what_it_gets_alone(tmp_path, tiny_policy_ckpt):
+    """Four episodes in flight, one policy call per step for all of them, environments in two processes: every
+    episode's record matches the one-episode-at-a-time evaluation (same actions, so the same states)."""
+    spec = [PolicySpec("checkpoint", path=str(tiny_policy_ckpt), name="tiny", n_action_steps=2)]
+    records = {}
+    for mode, workers in (("workers", 1), ("batched", 2)):
+        cfg = EvalConfig(tasks="push,drawer-open", conditions="in_domain", episodes=2, max_steps=12, workers=workers,
+                         inference=mode, envs=4, videos=0, timelines=False, tensorboard=False, out=tmp_path / mode)
+        summary = evaluate(spec, cfg, progress=False)
+        assert summary["run"]["episodes"] == 4 and summary["run"]["env_steps"] == 48
+        records[mode] = {(r["task"], r["episode"]): r for r in EpisodeLog(tmp_path / mode / "episodes.jsonl")}
+    assert records["workers"].keys() == records["batched"].keys()
+    for key, r in records["workers"].items():
+        b = records["batched"][key]
+        assert (b["expert_steps"], b["min_distance"], b["object_displacement"]) == \
+            (r["expert_steps"], r["min_distance"], r["object_displacement"]), key
+    with pytest.raises(ValueError, match="unknown inference mode 'gpu'"):
+        evaluate(spec, EvalConfig(tasks="push", inference="gpu", out=tmp_path / "bad", workers=1), progress=False)
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
+
 
 def test_wilson_interval_and_paired_difference():
     from harmowam.eval.statistics import format_rate, paired_difference, wilson_interval

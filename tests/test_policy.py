@@ -183,7 +183,29 @@ def test_select_action_queues_a_chunk_and_reset_clears_it(tmp_path):
     assert actions[0].shape == (2, 4)
     assert len(policy.routing_log) == 2 and policy.last_experts == ["predictive", "predictive"]
     policy.reset()
-    assert policy.routing_log == [] and not policy._queue
+    assert policy.routing_log == [] and not policy._queues
+
+
+def test_slots_act_as_their_episodes_would_alone(saved_world_model, tmp_path):
+    """Batched evaluation: an episode's actions do not depend on which episodes share its batch or when they
+    started (its own queue, its own seeded noise in the diffusion expert and the world model)."""
+    policy = _policy(saved_world_model, BOTH, "average", tmp_path)
+    obs = _observation(b=3)
+    alone = []
+    policy.reset([0], [7])
+    for _ in range(5):
+        alone.append(policy.select_action({k: v[:1] for k, v in obs.items()}, slots=[0]))
+    policy.reset()
+    policy.reset([4, 9], [7, 8])  # the same episode in slot 4, beside another one
+    batched = [policy.select_action({k: v[:2] for k, v in obs.items()}, slots=[4, 9])]
+    policy.reset([2], [3])  # a third episode joins at step 2: slots 4 and 9 keep their queues
+    for _ in range(4):
+        batched.append(policy.select_action(obs, slots=[4, 9, 2]))
+    for a, b in zip(alone, batched):
+        torch.testing.assert_close(a[0], b[0], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(batched[0][0], batched[0][1])  # another seed, another chunk
+    with pytest.raises(ValueError, match="distinct slots"):
+        policy.select_action(obs, slots=[1, 1, 2])
 
 
 def test_config_errors_are_clear(saved_world_model, tmp_path):

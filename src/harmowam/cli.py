@@ -298,7 +298,7 @@ def _cmd_eval(ns: argparse.Namespace) -> int:
             label = default_policy_name(ckpt) if ckpt else "comparison" if ckpts else "reference"
             out = Path("runs/eval") / label / ns.suite
     cfg = EvalConfig(suite=ns.suite, conditions=ns.conditions, tasks=ns.tasks, episodes=ns.episodes,
-                     max_steps=ns.max_steps, workers=ns.workers, videos=ns.videos, camera=ns.camera,
+                     max_steps=ns.max_steps, workers=ns.workers, inference=ns.inference, envs=ns.envs, videos=ns.videos, camera=ns.camera,
                      image_size=ns.image_size, out=out, timelines=not ns.no_timelines)
     summary = evaluate(specs, cfg)
     print(f"wrote {summary['out']}/results.md, summary.csv, results.csv, episodes.jsonl")
@@ -418,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n-action-steps", type=positive_int, default=None,
                     help="actions executed from each predicted chunk (default: the checkpoint's)")
     ev.add_argument("--workers", type=positive_int, default=2, help="environment processes")
+    ev.add_argument("--inference", default="auto", choices=["auto", "workers", "batched"],
+                    help="where policies act: workers (each environment process runs its own policy copy; fastest "
+                         "on CPU), batched (--envs episodes in flight, one batched policy call per control step; "
+                         "for a GPU), auto (batched when --device is not the CPU)")
+    ev.add_argument("--envs", type=positive_int, default=8,
+                    help="with batched inference: episodes in flight, spread over the workers")
     ev.add_argument("--videos", type=non_negative_int, default=1, help="episodes per policy, task and condition saved as GIF")
     ev.add_argument("--no-timelines", action="store_true", help="skip the gate-timeline PNGs")
     ev.add_argument("--camera", default=DEFAULT_CAMERA, choices=list_cameras(),

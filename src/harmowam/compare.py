@@ -51,7 +51,8 @@ COMPARISONS: dict[str, dict[str, Any]] = {
     # one seed, 10 episodes per cell.
     "gpu": {"tasks": None, "episodes": 50, "world_model_overrides": ["--trainer.max_time=00:00:06:00"],
             "configs": ["harmowam", "imagine_then_execute", "joint_modeling", "bc_baseline"], "seeds": [0],
-            "policy_overrides": ["--trainer.max_time=00:00:03:00"], "eval": {"episodes": 10}},
+            "policy_overrides": ["--trainer.max_time=00:00:03:00"],
+            "eval": {"episodes": 10, "envs": 48}},  # 48 episodes in flight: batched inference on the GPU
     # Minutes: every step runs (CI's slow test).
     "smoke": {"tasks": ["push", "drawer-open"], "episodes": 3,
               "world_model_overrides": ["--trainer.max_steps=20", "--model.init_args.vae_steps=10",
@@ -74,6 +75,7 @@ def config_of(policy: str) -> str:
 
 
 def run_compare(preset: str = "cpu", workdir: str | Path | None = None, workers: int = 2) -> dict[str, Any]:
+    from harmowam.eval.policies import default_device
     from harmowam.eval.runner import EvalConfig, PolicySpec, evaluate
     from harmowam.pipeline import EXPERIMENTS, prepare_data_and_world_model, train_policy
 
@@ -92,13 +94,18 @@ def run_compare(preset: str = "cpu", workdir: str | Path | None = None, workers:
                 "last.ckpt"
     ev = spec["eval"]
     cfg = EvalConfig(tasks=tasks, conditions=ev.get("conditions", "all"), episodes=ev["episodes"],
-                     max_steps=ev.get("max_steps"), workers=workers, out=workdir / "eval")
-    policies = [PolicySpec("checkpoint", path=str(c), name=n) for n, c in checkpoints.items()]
+                     max_steps=ev.get("max_steps"), workers=workers, envs=ev.get("envs", 4 * workers),
+                     out=workdir / "eval")
+    device = ev.get("device") or default_device()
+    policies = [PolicySpec("checkpoint", path=str(c), name=n, device=device) for n, c in checkpoints.items()]
     evaluate(policies + [PolicySpec(r) for r in REFERENCES], cfg)
     from harmowam.eval.records import EpisodeLog
 
+    from harmowam.provenance import provenance
+
     records = list(EpisodeLog(workdir / "eval" / "episodes.jsonl"))
-    tables = write_tables(records, workdir / "tables", title=f"harmowam compare --preset {preset}")
+    source = {**provenance(), "preset": preset, "spec": spec}
+    tables = write_tables(records, workdir / "tables", title=f"harmowam compare --preset {preset}", source=source)
     print(f"[compare] tables in {workdir / 'tables'}", flush=True)
     return tables
 
@@ -127,8 +134,10 @@ def _fmt_cell(c: dict[str, Any]) -> str:
     return f"{c['mean']:.2f}{spread} [{c['low']:.2f}, {c['high']:.2f}] n={c['episodes']}"
 
 
-def write_tables(records: list[dict[str, Any]], out: Path, title: str = "") -> dict[str, Any]:
-    """Table 3, Table 1, the ablation table and the paired differences as markdown and CSV, and the plot."""
+def write_tables(records: list[dict[str, Any]], out: Path, title: str = "", source: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """Table 3, Table 1, the ablation table and the paired differences as markdown and CSV, and the plot; with
+    ``source`` (:func:`harmowam.provenance.provenance`), how they were made, in provenance.json and the markdown."""
     out.mkdir(parents=True, exist_ok=True)
     present = {config_of(r["policy"]) for r in records}
     configs = [c for c in (*PARADIGMS, *BASELINES, *ABLATIONS, *REFERENCES) if c in present]
@@ -196,6 +205,13 @@ def write_tables(records: list[dict[str, Any]], out: Path, title: str = "") -> d
                 vals.append("-" if not d["pairs"] else f"{d['difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] "
                                                         f"n={d['pairs']}")
             lines.append(f"| {other} | " + " | ".join(vals) + " |")
+    if source is not None:
+        v = source["versions"]
+        lines += ["", "## How these numbers were made", "",
+                  f"`{source['command']}` at commit `{source['commit']}` on {source['date']}; {source['cpu']} "
+                  f"({source['cpu_count']} cores); python {source['python']}, "
+                  + ", ".join(f"{k} {v[k]}" for k in v if v[k]) + ". The preset's settings are in provenance.json."]
+        (out / "provenance.json").write_text(json.dumps(source, indent=1))
     (out / "tables.md").write_text("\n".join(lines) + "\n")
     with open(out / "tables.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(csv_rows[0]) if csv_rows else ["config"])

@@ -127,6 +127,7 @@ def train_policy(workdir: Path, name: str, config: Path, overrides: list[str]) -
 
 
 def run_pipeline(workdir: str | Path | None = None, preset: str = "default", workers: int = 2) -> dict[str, Any]:
+    from harmowam.eval.policies import default_device
     from harmowam.eval.runner import EvalConfig, PolicySpec, evaluate
 
     if preset not in PIPELINES:
@@ -140,9 +141,9 @@ def run_pipeline(workdir: str | Path | None = None, preset: str = "default", wor
                                       spec["policy_overrides"].get(name, [])) for name in POLICIES}
     ev = spec["eval"]
     eval_cfg = EvalConfig(tasks=tasks, conditions=ev.get("conditions", "all"), episodes=ev["episodes"],
-                          max_steps=ev.get("max_steps"), workers=workers, out=workdir / "eval")
-    policies = [PolicySpec("checkpoint", path=str(r / "checkpoints" / "last.ckpt"), name=name)
-                for name, r in policy_runs.items()]
+                          max_steps=ev.get("max_steps"), workers=workers, envs=4 * workers, out=workdir / "eval")
+    policies = [PolicySpec("checkpoint", path=str(r / "checkpoints" / "last.ckpt"), name=name,
+                           device=default_device()) for name, r in policy_runs.items()]
     summary = evaluate(policies + [PolicySpec("scripted"), PolicySpec("random")], eval_cfg)
     report: dict[str, Any] = {"preset": preset, "world_model_run": str(run),
                               **{f"{name}_run": str(r) for name, r in policy_runs.items()}}

@@ -29,6 +29,7 @@ training only. Clip gradients with the trainer's ``gradient_clip_val``.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
@@ -402,12 +403,23 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
         return self
 
     # -- inference (LeRobot-style contract) -------------------------------------------------
-    def reset(self) -> None:
-        """Forget queued actions and the routing record; call at the start of every episode."""
-        self._queue: deque[torch.Tensor] = deque()
-        self._queue_experts: deque[list[str]] = deque()
-        self.routing_log: list[dict[str, Any]] = []
-        self.replans = 0  # chunks dropped because the gate switched experts
+    def reset(self, slots: Sequence[int] | None = None, seeds: Sequence[int] | None = None) -> None:
+        """Start new episodes: forget the queued actions of ``slots`` (batch positions of ``select_action``;
+        None: every slot, and the routing record). With ``seeds``, slot ``slots[i]`` draws its noise from a
+        generator seeded ``seeds[i]``, so its actions do not depend on the episodes that share its batch."""
+        if slots is None:
+            self._queues: dict[int, deque[tuple[torch.Tensor, str]]] = {}
+            self._generators: dict[int, torch.Generator] = {}
+            self.routing_log: list[dict[str, Any]] = []
+            self.replans = 0  # chunks dropped because the gate switched experts
+            slots = range(len(seeds)) if seeds is not None else []
+        if seeds is not None and len(seeds) != len(slots):
+            raise ValueError(f"reset: {len(seeds)} seeds for {len(slots)} slots")
+        for i, slot in enumerate(slots):
+            self._queues.pop(slot, None)
+            self._generators.pop(slot, None)
+            if seeds is not None:
+                self._generators[slot] = torch.Generator(device=self.device).manual_seed(int(seeds[i]))
 
     def _observation_context(self, observation: dict[str, Any]) -> ExpertContext:
         if self.normalizer is None:
@@ -456,8 +468,10 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
             idx = mask.nonzero().squeeze(1)
             if not len(idx):
                 continue
-            part = wm.predict(ctx.image[idx], [ctx.instructions[i] for i in idx.tolist()], decode=decode,
-                              features=bool(need_feats[idx].any()), num_steps=self.hparams.world_model_steps)
+            pick = idx.tolist()
+            part = wm.predict(ctx.image[idx], [ctx.instructions[i] for i in pick], decode=decode,
+                              features=bool(need_feats[idx].any()), num_steps=self.hparams.world_model_steps,
+                              generator=None if ctx.generators is None else [ctx.generators[i] for i in pick])
             for field in ("frames", "features", "latents"):
                 value = getattr(part, field)
                 if value is None:
@@ -472,26 +486,41 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
         return PREDICTIVE if weight >= 1.0 else REACTIVE if weight <= 0.0 else "average"
 
     @torch.no_grad()
-    def select_action(self, observation: dict[str, Any]) -> torch.Tensor:
-        """One action ``[B, A]``. A learned gate is read at every step (``gate_every_step``): when it routes to
-        another expert than the one whose actions are queued, the queue is dropped and the new expert plans.
-        Otherwise a new chunk is predicted when the queue of ``n_action_steps`` actions runs out."""
+    def select_action(self, observation: dict[str, Any], slots: Sequence[int] | None = None) -> torch.Tensor:
+        """One action ``[B, A]``; sample ``i`` continues the episode in slot ``slots[i]`` (default: slot ``i``),
+        so a batch may hold episodes that started at different steps. A learned gate is read at every step
+        (``gate_every_step``): when it routes a slot to another expert than the one whose actions are queued,
+        the slot's queue is dropped and the new expert plans. Otherwise a slot gets a new chunk when its queue
+        of ``n_action_steps`` actions runs out; only the slots that need one are planned for."""
+        b = len(observation["image"])
+        slots = list(range(b)) if slots is None else [int(s) for s in slots]
+        if len(slots) != b or len(set(slots)) != b:
+            raise ValueError(f"select_action: {b} observations need {b} distinct slots, got {slots}")
         ctx = w = None
         if self.gate.learned and self.hparams.gate_every_step:
             ctx = self._observation_context(observation)
             w = self.gate.weights(ctx.image_tokens, ctx.state)
-            routed = [self._expert_name(float(x)) for x in w]
-            if self._queue and routed != self._queue_experts[0]:
-                self._queue.clear()
-                self._queue_experts.clear()
-                self.replans += 1
-        if not self._queue:
+            for slot, routed in zip(slots, (self._expert_name(float(x)) for x in w)):
+                queue = self._queues.get(slot)
+                if queue and queue[0][1] != routed:
+                    queue.clear()
+                    self.replans += 1
+        plan = [i for i, slot in enumerate(slots) if not self._queues.get(slot)]
+        if plan:
+            idx = torch.tensor(plan, device=self.device)
             if ctx is None:
-                ctx = self._observation_context(observation)
-                w = self.gate.weights(ctx.image_tokens, ctx.state)
-            chunk = self._chunk(ctx, w)
-            for t in range(min(self.hparams.n_action_steps, chunk.shape[1])):
-                self._queue.append(chunk[:, t])
-                self._queue_experts.append(self._last_experts)
-        self.last_experts = self._queue_experts.popleft()
-        return self._queue.popleft()
+                sub = {k: (v[idx.to(v.device)] if torch.is_tensor(v) else [v[i] for i in plan])
+                       for k, v in observation.items()}
+                sub_ctx = self._observation_context(sub)
+                sub_w = self.gate.weights(sub_ctx.image_tokens, sub_ctx.state)
+            else:
+                sub_ctx, sub_w = ctx.select(idx), w[idx]
+            if all(slots[i] in self._generators for i in plan):
+                sub_ctx.generators = [self._generators[slots[i]] for i in plan]
+            chunk = self._chunk(sub_ctx, sub_w)
+            steps = min(self.hparams.n_action_steps, chunk.shape[1])
+            for j, i in enumerate(plan):
+                self._queues[slots[i]] = deque((chunk[j, t], self._last_experts[j]) for t in range(steps))
+        taken = [self._queues[slot].popleft() for slot in slots]
+        self.last_experts = [expert for _, expert in taken]
+        return torch.stack([action for action, _ in taken])

@@ -1,10 +1,12 @@
 """What ``harmowam eval`` can roll out: a trained checkpoint, the scripted expert, a random policy.
 
-Every policy answers ``reset(task, seed)`` and ``act(observation) -> (action, expert)``,
-where ``expert`` names who produced the action (``predictive``/``reactive``/``average``
-for a checkpoint, ``scripted`` or ``random`` for the references): the gate timeline
-is drawn from it. A policy is described by a small picklable spec, so each worker
-process builds its own copy.
+A policy acts for a batch of episodes at once: evaluation steps many environments in
+worker processes and serves all of them with one policy call per control step. Each
+episode runs in a *slot*: ``reset(slot, task, seed)`` starts one, and
+``act(slots, observations) -> (actions [B, A], experts)`` continues those in ``slots``;
+``experts[i]`` names who produced the action (``predictive``/``reactive``/``average``
+for a checkpoint, ``scripted`` or ``random`` for the references), from which the gate
+timeline is drawn. A policy is described by a small picklable spec.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ class EvalPolicy(Protocol):
     name: str
     needs_image: bool
 
-    def reset(self, task: str, seed: int) -> None: ...
+    def reset(self, slot: int, task: str, seed: int) -> None: ...
 
-    def act(self, observation: dict[str, Any]) -> tuple[np.ndarray, str]: ...
+    def act(self, slots: list[int], observations: list[dict[str, Any]]) -> tuple[np.ndarray, list[str]]: ...
 
 
 class ScriptedPolicy:
@@ -36,13 +38,17 @@ class ScriptedPolicy:
     name = "scripted"
     needs_image = False
 
-    def reset(self, task: str, seed: int) -> None:
+    def __init__(self) -> None:
+        self._policies: dict[int, Any] = {}
+
+    def reset(self, slot: int, task: str, seed: int) -> None:
         from harmowam.sim.env import expert_policy
 
-        self._policy = expert_policy(task)
+        self._policies[slot] = expert_policy(task)
 
-    def act(self, observation: dict[str, Any]) -> tuple[np.ndarray, str]:
-        return np.clip(self._policy.get_action(observation["env_obs"]), -1, 1), "scripted"
+    def act(self, slots: list[int], observations: list[dict[str, Any]]) -> tuple[np.ndarray, list[str]]:
+        actions = [self._policies[s].get_action(o["env_obs"]) for s, o in zip(slots, observations)]
+        return np.clip(np.stack(actions), -1, 1), ["scripted"] * len(slots)
 
 
 class RandomPolicy:
@@ -51,15 +57,19 @@ class RandomPolicy:
     name = "random"
     needs_image = False
 
-    def reset(self, task: str, seed: int) -> None:
-        self._rng = np.random.default_rng(seed)
+    def __init__(self) -> None:
+        self._rngs: dict[int, np.random.Generator] = {}
 
-    def act(self, observation: dict[str, Any]) -> tuple[np.ndarray, str]:
-        return self._rng.uniform(-1, 1, size=4), "random"
+    def reset(self, slot: int, task: str, seed: int) -> None:
+        self._rngs[slot] = np.random.default_rng(seed)
+
+    def act(self, slots: list[int], observations: list[dict[str, Any]]) -> tuple[np.ndarray, list[str]]:
+        return np.stack([self._rngs[s].uniform(-1, 1, size=4) for s in slots]), ["random"] * len(slots)
 
 
 class CheckpointPolicy:
-    """A trained stage-2 :class:`~harmowam.policy_module.PolicyModule`, through ``select_action``."""
+    """A trained stage-2 :class:`~harmowam.policy_module.PolicyModule`, through ``select_action`` on the batch of
+    every slot that waits for an action; each slot draws its noise from its own episode's seed."""
 
     needs_image = True
 
@@ -87,17 +97,24 @@ class CheckpointPolicy:
         """The camera view of the training data (None for checkpoints written before it was recorded)."""
         return self.module.data_info.get("camera")
 
-    def reset(self, task: str, seed: int) -> None:
-        self.module.reset()
-        self._torch.manual_seed(seed)  # the diffusion expert's and the world model's noise
+    def reset(self, slot: int, task: str, seed: int) -> None:
+        self.module.reset([slot], [seed])  # the diffusion expert's and the world model's noise for this episode
 
-    def act(self, observation: dict[str, Any]) -> tuple[np.ndarray, str]:
+    def act(self, slots: list[int], observations: list[dict[str, Any]]) -> tuple[np.ndarray, list[str]]:
         torch = self._torch
-        obs = {"image": torch.from_numpy(observation["image"]).permute(2, 0, 1)[None],
-               "state": torch.from_numpy(np.asarray(observation["state"], dtype=np.float32))[None],
-               "instruction": [observation["instruction"]]}
-        action = self.module.select_action(obs)[0].float().cpu().numpy()
-        return np.clip(action, -1, 1), self.module.last_experts[0]
+        obs = {"image": torch.from_numpy(np.stack([o["image"] for o in observations])).permute(0, 3, 1, 2),
+               "state": torch.from_numpy(np.stack([o["state"] for o in observations]).astype(np.float32)),
+               "instruction": [o["instruction"] for o in observations]}
+        actions = self.module.select_action(obs, slots).float().cpu().numpy()
+        return np.clip(actions, -1, 1), list(self.module.last_experts)
+
+
+def default_device() -> str:
+    """Where the pipeline and the comparison run their checkpoints: the GPU when there is one (with batched
+    inference, see ``eval.runner.INFERENCE_MODES``), else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def fixed_gate(name: str, module: Any, path: str | Path) -> Any:

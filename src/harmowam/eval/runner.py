@@ -1,10 +1,12 @@
-"""``harmowam eval``: every (policy, task, condition, episode) as a job over worker processes.
+"""``harmowam eval``: every (policy, task, condition, episode) as a job.
 
 Everything that can be wrong with the request (suite, conditions, tasks, the
 checkpoint's existence and shapes, a folder holding another evaluation) is checked
-before the first rollout. Each worker builds each policy once and keeps one
-environment per task; the parent appends each finished episode to the log at
-once, logs its gate timeline to TensorBoard, and writes the tables at the end.
+before the first rollout. ``envs`` episodes run at once: their environments step in
+``workers`` processes and each policy acts for all of its episodes in one batched
+call per control step (:mod:`harmowam.eval.env_pool`). The parent appends each
+finished episode to the log at once, logs its gate timeline to TensorBoard, and
+writes the tables at the end.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-import multiprocessing as mp
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from harmowam.eval.metrics import nanmean, cell_metrics, summary_rows
@@ -36,7 +37,9 @@ class EvalConfig:
     tasks: str | list[str] = "all"
     episodes: int = 5  # per task and condition
     max_steps: int | None = None  # None: the suite's (200)
-    workers: int = 2
+    workers: int = 2  # environment processes
+    inference: str = "auto"  # workers | batched | auto: see INFERENCE_MODES
+    envs: int = 8  # batched inference: episodes in flight over the workers
     videos: int = 1  # episodes per (policy, task, condition) with a video
     camera: str = DEFAULT_CAMERA  # for reference policies when no checkpoint sets it
     image_size: int = 64  # for reference policies when no checkpoint sets it
@@ -59,21 +62,30 @@ class PolicySpec:
                 "device": self.device, "gate": self.gate}
 
 
-# -- workers ------------------------------------------------------------------------------------
+#: Where policies act. ``workers``: every environment process runs its own copy of each policy, one episode at
+#: a time (the fastest on CPU: there a checkpoint's inference is compute-bound, a batched call costs nearly as
+#: much per sample, and the environments would wait for it; 1.56x the batched rate on 2 cores,
+#: benchmarks/eval_throughput.py). ``batched``: ``envs`` episodes in flight, each policy acting for all of its
+#: episodes in one call per control step in this process while the workers step the other half of the
+#: environments (for an accelerator, whose call costs about the same for 1 or 48 samples).
+#: ``auto``: batched when any checkpoint runs on a device other than the CPU.
+INFERENCE_MODES = ("auto", "workers", "batched")
+
+
+def inference_mode(cfg: "EvalConfig", specs: list[dict[str, Any]]) -> str:
+    """The mode ``cfg.inference`` asks for (``auto`` resolved against the checkpoints' devices)."""
+    if cfg.workers < 1 or cfg.envs < 1:
+        raise ValueError(f"workers and envs must be at least 1, got workers={cfg.workers}, envs={cfg.envs}")
+    if cfg.inference not in INFERENCE_MODES:
+        raise ValueError(f"unknown inference mode '{cfg.inference}'; modes: {', '.join(INFERENCE_MODES)}")
+    if cfg.inference != "auto":
+        return cfg.inference
+    devices = {s.get("device", "cpu") for s in specs if s["kind"] == "checkpoint"}
+    return "batched" if any(not str(d).startswith("cpu") for d in devices) else "workers"
+
+
+# -- workers (inference: workers) ----------------------------------------------------------------
 _POLICIES: dict[str, Any] = {}
-
-
-def _init_worker() -> None:
-    import signal
-    import warnings
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent terminates the pool, workers print nothing
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ["LP_NUM_THREADS"] = "1"  # Mesa's software rasteriser: one thread per process
-    warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high")
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def _job(job: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +96,21 @@ def _job(job: dict[str, Any]) -> dict[str, Any]:
         _POLICIES[key] = build_policy(job["policy"])
     return run_episode(_POLICIES[key], job["task"], job["condition"], job["variation"], job["episode"], job["seed"],
                        job["max_steps"], job["image_size"], job["camera"], job["video"], job["timeline"])
+
+
+def _records_from_workers(jobs: list[dict[str, Any]], workers: int) -> Iterator[dict[str, Any]]:
+    import multiprocessing as mp
+
+    from harmowam.eval.env_pool import init_process
+
+    workers = max(1, min(workers, len(jobs)))
+    pool = mp.get_context("spawn").Pool(workers, initializer=init_process) if workers > 1 else None
+    try:
+        yield from (pool.imap_unordered(_job, jobs) if pool is not None else map(_job, jobs))
+    finally:
+        if pool is not None:
+            pool.terminate()  # on Ctrl-C too: finished episodes are in the log already
+            pool.join()
 
 
 # -- the evaluation -----------------------------------------------------------------------------
@@ -136,15 +163,16 @@ def evaluate(policies: list[PolicySpec], cfg: EvalConfig, progress: bool = True)
     specs, fingerprints, ckpt_size, ckpt_camera = prepare_policies(policies, cfg.suite, tasks)
     image_size = ckpt_size or cfg.image_size
     camera = ckpt_camera or cfg.camera  # a policy sees what it was trained on
+    mode = inference_mode(cfg, specs)
     out = Path(cfg.out)
     with FolderLock(out, "harmowam eval"):  # one evaluation per folder: a second one is refused, not interleaved
         return _evaluate(suite, tasks, conditions, specs, fingerprints, max_steps, image_size, camera, cfg, out,
-                         progress)
+                         progress, mode)
 
 
 def _evaluate(suite: Any, tasks: list[str], conditions: list[str], specs: list[dict[str, Any]],
               fingerprints: dict[str, Any], max_steps: int, image_size: int, camera: str, cfg: EvalConfig, out: Path,
-              progress: bool) -> dict[str, Any]:
+              progress: bool, mode: str) -> dict[str, Any]:
     check_manifest(out / "eval.json", {"suite": suite.name, "max_steps": max_steps, "camera": camera,
                                        "image_size": image_size, "policies": fingerprints})
     log = EpisodeLog(out / "episodes.jsonl")
@@ -169,12 +197,17 @@ def _evaluate(suite: Any, tasks: list[str], conditions: list[str], specs: list[d
     total = len(jobs) + sum(1 for key in done if selected(key))
     print(f"[eval] {suite.name}: {len(specs)} policies x {len(tasks)} tasks x {len(conditions)} conditions x "
           f"{cfg.episodes} episodes = {total}; {total - len(jobs)} already in {log.path}, {len(jobs)} to run", flush=True)
-    wall = _run_jobs(jobs, log, cfg, out, progress)
+    wall, steps = _run_jobs(jobs, log, cfg, out, progress, mode)
     records = [r for r in log if selected(record_key(r))]
-    return write_report(records, [s["name"] for s in specs], tasks, conditions, out, wall, len(jobs))
+    where = (f"{min(cfg.envs, len(jobs))} environments over {cfg.workers} processes, batched inference"
+             if mode == "batched" else f"{min(cfg.workers, len(jobs))} processes, each with its own policy")
+    return write_report(records, [s["name"] for s in specs], tasks, conditions, out, wall, len(jobs), steps, where)
 
 
-def _run_jobs(jobs: list[dict[str, Any]], log: EpisodeLog, cfg: EvalConfig, out: Path, progress: bool) -> float:
+def _run_jobs(jobs: list[dict[str, Any]], log: EpisodeLog, cfg: EvalConfig, out: Path, progress: bool,
+              mode: str) -> tuple[float, int]:
+    """Runs the jobs; returns the wall-clock seconds and the environment steps they took."""
+    from harmowam.eval.env_pool import run_batched
     from harmowam.progress import progress_bar
 
     writer = None
@@ -182,28 +215,25 @@ def _run_jobs(jobs: list[dict[str, Any]], log: EpisodeLog, cfg: EvalConfig, out:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tensorboard"))
-    start = time.perf_counter()
-    workers = max(1, min(cfg.workers, len(jobs)))
-    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker) if workers > 1 else None
+    start, steps = time.perf_counter(), 0
     bar = progress_bar(len(jobs), "eval", "ep", disable=not progress or not jobs)
     try:
-        results = pool.imap_unordered(_job, jobs) if pool is not None else map(_job, jobs)
-        for record in results:
+        records = (run_batched(jobs, build_policy, cfg.envs, cfg.workers) if mode == "batched"
+                   else _records_from_workers(jobs, cfg.workers))
+        for record in records:
             log.append(record)
+            steps += record["steps"]
             bar.update(1)
             if writer is not None and record["timeline"]:
                 import imageio.v3 as iio
 
                 tag = f"gate_timeline/{record['policy']}/{record['task']}/{record['condition']}"
                 writer.add_image(tag, iio.imread(record["timeline"])[..., :3], record["episode"], dataformats="HWC")
-    finally:
-        if pool is not None:
-            pool.terminate()  # on Ctrl-C too: finished episodes are in the log already
-            pool.join()
+    finally:  # on Ctrl-C too: finished episodes are in the log already
         bar.close()
         if writer is not None:
             writer.close()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, steps
 
 
 # -- tables -------------------------------------------------------------------------------------
@@ -236,7 +266,8 @@ def json_safe(value: Any) -> Any:
 
 
 def write_report(records: list[dict[str, Any]], policies: list[str], tasks: list[str], conditions: list[str],
-                 out: Path, wall_s: float = 0.0, ran: int = 0) -> dict[str, Any]:
+                 out: Path, wall_s: float = 0.0, ran: int = 0, ran_steps: int = 0,
+                 where: str = "") -> dict[str, Any]:
     """results.csv (per cell), summary.csv (Table 3), results.md (both), speed; returns the summary."""
     cells = cell_metrics(records)
     rows = summary_rows(cells, policies, tasks, conditions, IN_DOMAIN)
@@ -317,15 +348,21 @@ def write_report(records: list[dict[str, Any]], policies: list[str], tasks: list
                     cols = [nanmean([v for v in (r[k] for r in rs) if v is not None])
                             for k in ("gate_agreement", "predictive_in_interaction", "predictive_in_transit")]
                     lines.append(f"| {p} | {c} | " + " | ".join(_fmt(v) for v in cols) + f" | {len(rs)} |")
-    lines += ["", "## Speed (env steps per second, per process)", "",
+    lines += ["", "## Speed (env steps per second of one environment process)", "",
+              "With policy inference: the environment's time plus each step's share of the batched policy call.", "",
               "| policy | steps | environment only | with policy inference |", "|---|---|---|---|"]
     for p, s in sp.items():
         lines.append(f"| {p} | {s['steps']} | {_fmt(s['env_steps_per_s'])} | {_fmt(s['steps_per_s_with_policy'])} |")
+    run = None
     if ran:
-        lines += ["", f"This run: {ran} episodes in {wall_s:.0f} s wall-clock."]
+        run = {"episodes": ran, "env_steps": ran_steps, "wall_s": round(wall_s, 2), "mode": where,
+               "env_steps_per_s": round(ran_steps / wall_s, 2) if wall_s else None}
+        lines += ["", f"This run: {ran} episodes, {ran_steps} environment steps in {wall_s:.0f} s wall-clock: "
+                      f"{run['env_steps_per_s']} steps per second over all environments, policy inference "
+                      f"included" + (f" ({where})." if where else ".")]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     summary = {"summary": rows, "cells": {"/".join(k): v for k, v in cells.items()}, "speed": sp,
-               "episodes": len(records), "out": str(out)}
+               "episodes": len(records), "out": str(out), "run": run}
     summary = json_safe(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print("\n".join(lines), flush=True)

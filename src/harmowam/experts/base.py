@@ -47,6 +47,8 @@ class ExpertContext:
     image_tokens: tokens of the shared encoder ``[B, N, image_token_dim]`` (the gate reads these too)
     world_model:  the outputs asked for in ``needs``; None for an expert that needs nothing
     future_frames: frames the reactive expert trains on (real or predicted) ``[B, K, 3, H, W]`` uint8
+    generators:   at inference, one noise generator per sample (None: the global one); a sampling expert draws
+                  its noise from them (:func:`harmowam.noise.randn`), so a sample's actions do not depend on its batch
     """
 
     image: torch.Tensor
@@ -57,6 +59,7 @@ class ExpertContext:
     world_model: WorldModelOutput | None = None
     future_frames: torch.Tensor | None = None
     extras: dict = field(default_factory=dict)
+    generators: list[torch.Generator] | None = None
 
     def select(self, index: torch.Tensor) -> "ExpertContext":
         """The sub-batch ``index`` (for routing only some samples to an expert)."""
@@ -70,6 +73,7 @@ class ExpertContext:
             self.instruction_tokens[index], self.image_tokens[index], sub_wm,
             None if self.future_frames is None else self.future_frames[index],
             {k: v[index] for k, v in self.extras.items()},
+            None if self.generators is None else [self.generators[i] for i in pick],
         )
 
 

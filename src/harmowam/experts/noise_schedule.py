@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
+from harmowam.noise import Generators, randn
+
 SCHEDULERS = ("ddim", "ddpm", "flow_matching")
 PREDICTIONS = ("noise", "sample")
 
@@ -76,10 +78,10 @@ class ActionNoiseSchedule:
 
     @torch.no_grad()
     def sample(self, shape: tuple[int, ...], model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-               device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
+               device: torch.device, generator: Generators = None) -> torch.Tensor:
         scheduler = self.sampler()
         scheduler.set_timesteps(self.num_inference_steps, device=device)
-        x = torch.randn(shape, generator=generator, device=device)
+        x = randn(shape, generator, device)
         flow_from_sample = self.kind == "flow_matching" and self.prediction == "sample"
         for i, t in enumerate(scheduler.timesteps):
             out = model(x, self.model_timestep(t).expand(shape[0]).to(device))

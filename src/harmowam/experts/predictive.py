@@ -112,4 +112,5 @@ class PredictiveExpert(ActionExpert):
     def predict(self, ctx: ExpertContext, generator: torch.Generator | None = None) -> torch.Tensor:
         memory = self.context(ctx)
         shape = (memory.shape[0], self.shapes.action_horizon, self.shapes.action_dim)
-        return self.schedule.sample(shape, lambda x, t: self.denoise(x, t, memory), memory.device, generator)
+        return self.schedule.sample(shape, lambda x, t: self.denoise(x, t, memory), memory.device,
+                                    generator if generator is not None else ctx.generators)

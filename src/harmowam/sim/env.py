@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -83,18 +84,32 @@ def _with_object_shape(env_cls: type, task: str, shape: str) -> type:
 _CACHE: dict[tuple, Any] = {}
 
 
-def cached_env(task: str, image_size: int = 64, camera: str = DEFAULT_CAMERA, object_shape: str | None = None) -> Any:
-    """One environment per (task, size, camera, shape) and process: building one costs more than an episode."""
-    key = (task, image_size, camera, object_shape)
-    if key not in _CACHE:
+def cached_env(task: str, image_size: int = 64, camera: str = DEFAULT_CAMERA, object_shape: str | None = None,
+               instance: int = 0) -> Any:
+    """One environment per (task, size, camera, shape, instance) and process: building one costs more than an
+    episode. Episodes that run at the same time in one process use different ``instance`` numbers."""
+    key = (task, image_size, camera, object_shape, instance)
+    if key in _CACHE:
+        _CACHE[key] = _CACHE.pop(key)  # most recently used last
+    else:
         env = make_env(task, image_size, camera, object_shape=object_shape)
         if not _CACHE:
             # The first render registers EGL's own teardown at exit; registering the close after it makes
             # the close run first (atexit is last in, first out), so exit prints no EGL errors.
             env.render()
             atexit.register(close_cached_envs)
+        env._harmowam_key = key
         _CACHE[key] = env
     return _CACHE[key]
+
+
+def evict_cached_envs(keep: int, in_use: Iterable[Any] = ()) -> None:
+    """Close the least recently used cached environments, apart from ``in_use``, until ``keep`` are left: each
+    holds a rendering context of about 150 MB, and an evaluation process with several episodes in flight
+    over many tasks and object shapes would otherwise keep one per combination."""
+    busy = {id(env) for env in in_use}
+    for key in [k for k, env in _CACHE.items() if id(env) not in busy][:max(0, len(_CACHE) - keep)]:
+        _CACHE.pop(key).close()
 
 
 def close_cached_envs() -> None:
@@ -110,13 +125,13 @@ def reset_env(env: Any, seed: int) -> np.ndarray:
 
 
 def reset_scene(task: str, variation: dict[str, Any], seed: int, image_size: int = 64,
-                camera: str = DEFAULT_CAMERA) -> tuple[Any, np.ndarray]:
-    """The cached environment of ``task`` reset under ``variation`` (SceneVariation keyword arguments) for
-    ``seed``; returns it and the first observation. The same seed gives the same scene."""
+                camera: str = DEFAULT_CAMERA, instance: int = 0) -> tuple[Any, np.ndarray]:
+    """The cached environment ``instance`` of ``task`` reset under ``variation`` (SceneVariation keyword arguments)
+    for ``seed``; returns it and the first observation. The same seed gives the same scene."""
     from harmowam.sim.variations import SceneVariation
 
     scene = SceneVariation(**variation)
-    env = cached_env(task, image_size, camera, scene.shape_for(task, seed))
+    env = cached_env(task, image_size, camera, scene.shape_for(task, seed), instance)
     scene.apply(env, np.random.default_rng(seed), (get_task(task).object_body,))
     return env, reset_env(env, seed)
 

@@ -117,14 +117,9 @@ def _init_worker(pool_worker: bool = False) -> None:
 
 
 def generation_metadata(cfg: GenerationConfig, preset: str | None) -> dict[str, Any]:
-    import importlib.metadata as md
+    from harmowam.provenance import package_versions
 
-    versions = {}
-    for pkg in ("harmowam", "metaworld", "mujoco", "numpy"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            versions[pkg] = None
+    versions = package_versions(("harmowam", "metaworld", "mujoco", "numpy"))
     return {
         "preset": preset, "tasks": cfg.tasks, "episodes_per_task": cfg.episodes, "seed": cfg.seed,
         "image_size": cfg.image_size, "camera": cfg.camera, "max_steps": cfg.max_steps,

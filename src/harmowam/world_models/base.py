@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from harmowam.noise import Generators
+
 
 @dataclass
 class WorldModelOutput:
@@ -38,9 +40,10 @@ class WorldModel(nn.Module, ABC):
 
     @abstractmethod
     def predict(self, image: torch.Tensor, instructions: list[str], decode: bool = True,
-                features: bool = True, generator: torch.Generator | None = None,
+                features: bool = True, generator: Generators = None,
                 num_steps: int | None = None) -> WorldModelOutput:
         """Imagine the future from ``image`` (uint8 ``[B, 3, H, W]``); ``decode=False`` skips the frame decoder;
+        ``generator`` is one generator or one per sample (:func:`harmowam.noise.randn`);
         ``num_steps`` overrides the number of denoising steps (1: a single step, as Video Prediction Policy reads
         its features)."""
 

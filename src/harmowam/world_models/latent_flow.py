@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
 from safetensors.torch import load_file, save_file
 
+from harmowam.noise import Generators, randn
 from harmowam.registry import build_component
 from harmowam.world_models.base import WorldModel, WorldModelOutput, to_unit_range
 
@@ -185,14 +186,14 @@ class LatentVideoWorldModel(WorldModel):
 
     @torch.no_grad()
     def sample_latents(self, cond: torch.Tensor, instructions: list[str], num_steps: int | None = None,
-                       features: bool = True, generator: torch.Generator | None = None
+                       features: bool = True, generator: Generators = None
                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Euler sampling of the future latents; also returns the feature block's tokens at the last step."""
         b, c, _, h, w = cond.shape
         k = self.num_future_frames
         scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=self.scheduler_shift)
         scheduler.set_timesteps(num_steps or self.num_inference_steps, device=cond.device)
-        x = torch.randn((b, c, k, h, w), generator=generator, device=cond.device, dtype=cond.dtype)
+        x = randn((b, c, k, h, w), generator, cond.device, cond.dtype)
         text = self.text(instructions)
         captured: dict[str, torch.Tensor] = {}
         hook = None
@@ -216,7 +217,7 @@ class LatentVideoWorldModel(WorldModel):
 
     @torch.no_grad()
     def predict(self, image: torch.Tensor, instructions: list[str], decode: bool = True, features: bool = True,
-                generator: torch.Generator | None = None, num_steps: int | None = None) -> WorldModelOutput:
+                generator: Generators = None, num_steps: int | None = None) -> WorldModelOutput:
         cond = self.encode(image).unsqueeze(2)  # [B, C, 1, h, w]
         latents, feats = self.sample_latents(cond, instructions, num_steps, features, generator)
         frames = self.decode_future(latents, cond, image) if decode else None
