@@ -39,14 +39,15 @@ ABLATIONS = ("average", "keyframe_average", "predictive_without_latent", "reacti
 REFERENCES = ("scripted", "random")
 
 COMPARISONS: dict[str, dict[str, Any]] = {
-    # About 2 hours on 2 CPU cores: the quick pipeline's three tasks and data, 4 minutes per run, 2 seeds,
-    # 5 episodes per task and condition (15 per condition and seed, 30 per condition over seeds).
+    # About 2 hours on 2 CPU cores of the slower machine (AMD EPYC, AVX2): the quick pipeline's three tasks, data
+    # and world model, 3 minutes (400 steps at most) per run, 2 seeds, 3 episodes per task and condition (9 per
+    # condition and seed, 18 per cell over seeds). Each run starts with its own seed_everything.
     "cpu": {"tasks": ["push", "drawer-open", "button-press-topdown"], "episodes": 20,
             "world_model_overrides": PIPELINES["quick"]["world_model_overrides"], "configs": list(CONFIGS), "seeds": [0, 1],
-            "policy_overrides": ["--trainer.max_steps=700", "--trainer.max_time=00:00:04:00",
-                                 "--trainer.val_check_interval=350",
+            "policy_overrides": ["--trainer.max_steps=400", "--trainer.max_time=00:00:03:00",
+                                 "--trainer.val_check_interval=200",
                                  "--model.init_args.world_model_cache={samples_per_frame: 1}"],
-            "eval": {"episodes": 5}},
+            "eval": {"episodes": 3}},
     # One GPU lease (30 minutes of device time): six tasks, the four configs the paper's Table 1 needs,
     # one seed, 10 episodes per cell.
     "gpu": {"tasks": None, "episodes": 50, "world_model_overrides": ["--trainer.max_time=00:00:06:00"],
@@ -104,7 +105,7 @@ def run_compare(preset: str = "cpu", workdir: str | Path | None = None, workers:
     from harmowam.provenance import provenance
 
     records = list(EpisodeLog(workdir / "eval" / "episodes.jsonl"))
-    source = {**provenance(), "preset": preset, "spec": spec}
+    source = {**provenance("harmowam"), "preset": preset, "spec": spec}
     tables = write_tables(records, workdir / "tables", title=f"harmowam compare --preset {preset}", source=source)
     print(f"[compare] tables in {workdir / 'tables'}", flush=True)
     return tables

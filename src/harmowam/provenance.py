@@ -51,9 +51,11 @@ def cpu_name() -> str:
     return name or platform.machine()
 
 
-def provenance() -> dict[str, Any]:
+def provenance(program: str | None = None) -> dict[str, Any]:
+    """The record; ``program`` names the command for the arguments in ``sys.argv`` (default: as invoked)."""
     import os
 
-    return {"command": " ".join(sys.argv), "commit": source_commit(), "versions": package_versions(),
+    command = " ".join([program or sys.argv[0], *sys.argv[1:]])
+    return {"command": command, "commit": source_commit(), "versions": package_versions(),
             "python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu_name(),
             "cpu_count": os.cpu_count(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

@@ -151,6 +151,8 @@ def run_batched(jobs: list[dict[str, Any]], build: Callable[[dict[str, Any]], An
     policy's batched call alone would leave the environment processes idle)."""
     import json
 
+    if not jobs:
+        return
     envs = max(1, min(envs, len(jobs)))
     workers = max(1, min(workers, envs))
     pool = EnvPool(workers)
