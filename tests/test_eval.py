@@ -51,6 +51,19 @@ def test_each_condition_changes_the_scene_and_is_reproducible(task):
     np.testing.assert_array_equal(base_obs, restored_obs)
 
 
+def test_episodes_in_flight_get_their_own_environments_and_idle_ones_are_closed():
+    from harmowam.sim import env as sim_env
+
+    a, _ = reset_scene("push", {}, 0, instance=0)
+    b, _ = reset_scene("push", {}, 0, instance=1)
+    c, _ = reset_scene("drawer-open", {}, 0, instance=0)
+    assert a is not b and reset_scene("push", {}, 1, instance=0)[0] is a
+    sim_env.evict_cached_envs(keep=2, in_use=[b])  # b is in an episode: kept although the least recently used
+    assert list(sim_env._CACHE.values()) == [b, a]  # c, built before a was used again, was closed
+    sim_env.evict_cached_envs(keep=1, in_use=[b])
+    assert list(sim_env._CACHE.values()) == [b]
+
+
 def test_position_condition_is_outside_the_demonstrations_and_inside_the_video_range():
     env, _ = reset_scene("push", {}, 0)
     full = env._harmowam_defaults["reset_space"]
