@@ -24,7 +24,8 @@ class EnvHost:
     """The rollouts of some slots, in one process: ``start`` and ``step`` answer with observations, and with the
     episode record for a slot whose episode ended."""
 
-    #: environments kept built per process beyond those in use (building one takes about a second)
+    #: environments a process keeps built between episodes, those in episodes always kept (a build takes ~1 s,
+    #: each holds a rendering context of ~150 MB)
     keep_envs = 8
 
     def __init__(self) -> None:
