@@ -30,6 +30,19 @@ def test_writer_refuses_to_overwrite_an_existing_dataset(tmp_path):
     EpisodeStore(path)  # still intact
 
 
+def test_writer_takes_the_image_shape_from_image_size_only(tmp_path):
+    with pytest.raises(DatasetError, match="image_size, not from shapes"):
+        EpisodeWriter(tmp_path / "ds", 16, shapes={"image": (8, 8, 3), "state": (4,), "action": (4,)})
+
+
+def test_pipeline_names_the_folder_it_cannot_continue(tmp_path):
+    from harmowam.pipeline import PIPELINES, prepare_data_and_world_model
+
+    EpisodeWriter(tmp_path / "data" / "demos", 16, generation={"another": "run"}, resume=True)  # left unfinished
+    with pytest.raises(FileExistsError, match=r"cannot be continued by this run: delete that folder and rerun"):
+        prepare_data_and_world_model(tmp_path, PIPELINES["smoke"], workers=1, label="test")
+
+
 def _edit_meta(path, fn):
     meta = json.loads((path / "meta.json").read_text())
     fn(meta)

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harmowam.data.format import DatasetError
 from harmowam.sim.generate import PRESETS, GenerationConfig, generate
 from harmowam.sim.tasks import list_tasks
 from harmowam.sim.variations import SceneVariation
@@ -105,7 +106,11 @@ def prepare_data_and_world_model(workdir: Path, spec: dict[str, Any], workers: i
         cfg = GenerationConfig(tasks=tasks, episodes=spec["episodes"] or p["episodes"], seed=p["seed"],
                                variation=SceneVariation(**p["variation"]), workers=workers,
                                action_noise=p.get("action_noise", 0.0))
-        generate(out, cfg, preset=regime)  # a killed generation continues
+        try:
+            generate(out, cfg, preset=regime)  # a killed generation continues
+        except (FileExistsError, DatasetError) as exc:  # its advice names --overwrite, which this command lacks
+            raise type(exc)(f"{exc}\n[{label}] {out} cannot be continued by this run: delete that folder and rerun "
+                            "(or give another --workdir)") from exc
     if not (workdir / WORLD_MODEL_EXPORT / "world_model.json").is_file():
         _lightning(EXPERIMENTS / "world_model.yaml", workdir, spec["world_model_overrides"])
     else:

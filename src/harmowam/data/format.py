@@ -96,6 +96,8 @@ class EpisodeWriter:
         h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         shapes = dict(METAWORLD_SHAPES if shapes is None else shapes)
         unknown = set(shapes) - set(SCHEMA) | {k for k in REQUIRED_KEYS if k != "image" and k not in shapes}
+        if "image" in shapes:
+            raise DatasetError("shapes: the image's shape comes from image_size, not from shapes['image']")
         if unknown:
             raise DatasetError(f"shapes must give {', '.join(k for k in SCHEMA if k != 'image')} "
                                f"(env_state optional); got {sorted(shapes)}")
