@@ -10,7 +10,6 @@ render and simulate in parallel. A slot whose episode ends takes the next job.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import time
 import traceback
 from collections import deque
@@ -55,16 +54,12 @@ class EnvHost:
 
 
 def init_process() -> None:
-    """Set-up of an evaluation worker process."""
-    import signal
-    import warnings
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the workers, they print nothing
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ["LP_NUM_THREADS"] = "1"  # Mesa's software rasteriser: one thread per process
-    warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high")
+    """Set-up of an evaluation worker process: a rendering pool worker whose torch runs on one thread."""
     import torch
 
+    from harmowam.sim.env import init_render_process
+
+    init_render_process(pool_worker=True)
     torch.set_num_threads(1)
 
 

@@ -136,6 +136,19 @@ def reset_scene(task: str, variation: dict[str, Any], seed: int, image_size: int
     return env, reset_env(env, seed)
 
 
+def init_render_process(pool_worker: bool = False) -> None:
+    """Set-up of a process that renders (data generation, evaluation). A pool worker ignores Ctrl-C: it reaches
+    the whole process group, and the parent handles it and stops its workers."""
+    import signal
+    import warnings
+
+    if pool_worker:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ["LP_NUM_THREADS"] = "1"  # Mesa's software rasteriser: one thread per process
+    warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high")
+
+
 def render(env: Any) -> np.ndarray:
     """The current frame, upright (MuJoCo's offscreen image is upside down).
 

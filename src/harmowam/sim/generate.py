@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 import platform
-import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,7 @@ import numpy as np
 
 from harmowam.data.format import EpisodeWriter
 from harmowam.files import FolderLock
-from harmowam.sim.env import DEFAULT_CAMERA, expert_policy, render, reset_scene
+from harmowam.sim.env import DEFAULT_CAMERA, expert_policy, init_render_process, render, reset_scene
 from harmowam.sim.tasks import get_task, list_tasks
 from harmowam.sim.variations import SceneVariation
 
@@ -106,16 +104,6 @@ def _job(args: tuple) -> dict[str, Any]:
     return run_episode(*args)
 
 
-def _init_worker(pool_worker: bool = False) -> None:
-    if pool_worker:  # Ctrl-C reaches the whole process group: the parent handles it and terminates the workers
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ["LP_NUM_THREADS"] = "1"  # Mesa's software rasteriser: one thread per process
-    import warnings
-
-    warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high")
-
-
 def generation_metadata(cfg: GenerationConfig, preset: str | None) -> dict[str, Any]:
     from harmowam.provenance import package_versions
 
@@ -163,7 +151,7 @@ def _generate(writer: EpisodeWriter, cfg: GenerationConfig, progress: bool, labe
     bar = progress_bar(total, f"generating {label}", "ep", disable=not progress)
     bar.update(sum(done.values()))
     ctx = mp.get_context("spawn")
-    pool = ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(True,)) if cfg.workers > 1 else None
+    pool = ctx.Pool(cfg.workers, initializer=init_render_process, initargs=(True,)) if cfg.workers > 1 else None
     finished = False
     try:
         while any(done[t] < cfg.episodes for t in cfg.tasks):
@@ -176,7 +164,7 @@ def _generate(writer: EpisodeWriter, cfg: GenerationConfig, progress: bool, labe
             if any(next_k[t] > 3 * cfg.episodes + 10 for t in cfg.tasks):
                 raise RuntimeError(f"the scripted expert keeps failing: failures per task {failures}")
             if pool is None:
-                _init_worker()
+                init_render_process()
             results = pool.imap(_job, jobs) if pool is not None else map(_job, jobs)
             for res in results:  # imap keeps job order, so the dataset order is reproducible
                 t = res["task"]
