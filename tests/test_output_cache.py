@@ -71,3 +71,24 @@ def test_a_failed_build_leaves_nothing_that_reads_as_finished(tmp_path):
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="samples_per_frame"):
         CacheOptions(samples_per_frame=0)
+
+
+def test_a_cache_built_with_more_serves_a_run_that_reads_less(setup, tmp_path):
+    root, wm, stores = setup
+    full = WorldModelOutputCache.build_or_load(root, wm, stores, CacheOptions(samples_per_frame=2, feature_tokens=4,
+                                                                              frames=True), batch_size=8, log=False)
+    subset = CacheOptions(samples_per_frame=1, feature_tokens=1, frames=False)
+    served = WorldModelOutputCache.build_or_load(root, wm, stores, subset, batch_size=8, log=False)
+    assert served.path == full.path and len(list(root.iterdir())) == 1  # nothing new was built
+    assert served.frames is None and served.samples_per_frame == 1
+    own = WorldModelOutputCache.build_or_load(tmp_path / "own", wm, stores, subset, batch_size=8, log=False)
+    idx = torch.arange(12)
+    got, want = served.lookup(idx, torch.zeros(12, dtype=torch.long)), own.lookup(idx, torch.zeros(12, dtype=torch.long))
+    assert got.features.shape == want.features.shape == (12, wm.num_future_frames, 1, wm.feature_dim)
+    torch.testing.assert_close(got.features, want.features, atol=2e-2, rtol=1e-2)  # float16 rounding of the means
+    with pytest.raises(IndexError, match="1 per frame"):
+        served.lookup(idx[:2], torch.ones(2, dtype=torch.long))
+    # what the cache lacks is built: frames with more samples than it holds
+    more = WorldModelOutputCache.build_or_load(root, wm, stores, CacheOptions(samples_per_frame=3, feature_tokens=4,
+                                                                              frames=True), batch_size=8, log=False)
+    assert more.path != full.path
