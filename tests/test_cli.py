@@ -70,6 +70,18 @@ def test_a_bad_component_in_a_config_is_one_line(tiny_world_model_run, override,
     assert "Traceback" not in res.stderr
 
 
+def test_shipped_config_in_an_empty_folder_names_the_bad_option_then_the_missing_world_model(tmp_path):
+    """The components are checked before the world model loads; a missing world model is one line too."""
+    config = str(REPO / "experiments" / "harmowam.yaml")
+    res = run_cli(["lightning", "fit", "-c", config, "--model.init_args.experts={predictive: {name: predictive, hiden: 64}}"],
+                  cwd=tmp_path)
+    assert res.stderr.strip().splitlines()[-1].startswith("lightning: error: expert 'predictive': unknown option 'hiden'")
+    res = run_cli(["lightning", "fit", "-c", config], cwd=tmp_path)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("lightning: error: world model 'checkpoints/world_model' does "
+                                                          "not exist")
+
+
 def test_an_integer_limit_counts_batches():
     """jsonargparse reads "--trainer.limit_val_batches=1" as 1.0 (all batches); the CLI passes the integer on."""
     from harmowam.cli import _integer_trainer_fractions

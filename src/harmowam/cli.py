@@ -42,7 +42,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from harmowam.registry import ComponentConfigError, UnknownComponentError
     from harmowam.safe_load import UnsafeCheckpointError
 
-    return (DatasetError, ComponentConfigError, UnknownComponentError, UnsafeCheckpointError, FolderLockedError)
+    # FileNotFoundError: a missing world model, data folder or weights file; its message names the path
+    return (DatasetError, ComponentConfigError, UnknownComponentError, UnsafeCheckpointError, FolderLockedError,
+            FileNotFoundError)
 
 
 #: Trainer options where an int counts batches and a float is a fraction: jsonargparse reads "1" on the command

@@ -44,7 +44,7 @@ from harmowam.experts.base import FEATURES, FRAMES, ExpertContext, PolicyShapes
 from harmowam.experts.image_encoder import ImageTokenEncoder
 from harmowam.experts.vae_image_encoder import VaeImageEncoder
 from harmowam.gates.base import PREDICTIVE, REACTIVE
-from harmowam.registry import REGISTRY, build_component, component_name
+from harmowam.registry import REGISTRY, build_component, check_component, component_name
 from harmowam.training import ExponentialMovingAverage, decay_and_no_decay, warmup_cosine
 from harmowam.training.rng_state import ResumesRandomState
 from harmowam.world_models.base import WorldModelOutput, to_uint8, to_unit_range
@@ -95,6 +95,9 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
         unknown_roles = set(experts) - set(ROLES)
         if unknown_roles:
             raise ValueError(f"expert roles {sorted(unknown_roles)} unknown; roles are {', '.join(ROLES)}")
+        for role, spec in experts.items():  # a misspelt name or option is reported before the world model loads
+            check_component("expert", spec)
+        check_component("gate", gate)
         if isinstance(world_model, dict):  # an architecture spec: weights come from this module's checkpoint
             self.world_model = build_component("world_model", world_model)
         else:

@@ -225,8 +225,15 @@ def component_name(spec: dict[str, Any] | str) -> str:
     if isinstance(spec, str):
         return spec
     if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError(f"a component spec must be a name or a mapping with a 'name' key, got {spec!r}")
+        raise ComponentConfigError(f"a component spec must be a name or a mapping with a 'name' key, got {spec!r}")
     return spec["name"]
+
+
+def check_component(kind: str, spec: dict[str, Any] | str) -> None:
+    """Refuse an unknown name or option now, before expensive work (loading a world model) runs first."""
+    kwargs = {} if isinstance(spec, str) else {k: v for k, v in spec.items() if k != "name"}
+    name = component_name(spec)
+    check_arguments(kind, name, REGISTRY.get(kind, name).constructor, kwargs)
 
 
 def build_component(kind: str, spec: dict[str, Any] | str, **extra: Any) -> Any:
