@@ -21,8 +21,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from harmowam.eval.metrics import nanmean
-from harmowam.eval.statistics import outcomes, paired_difference, wilson_interval
+from harmowam.eval.statistics import nanmean, outcomes, paired_difference, wilson_interval
 from harmowam.pipeline import PIPELINES
 
 #: run name -> experiment config, relative to experiments/

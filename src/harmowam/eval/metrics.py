@@ -16,6 +16,8 @@ from typing import Any, Iterable
 import torch
 import torchmetrics
 
+from harmowam.eval.statistics import nanmean
+
 
 class SuccessRate(torchmetrics.Metric):
     """Fraction of successful episodes; ``mask`` restricts it to some episodes (e.g. those past transit).
@@ -59,11 +61,6 @@ def cell_metrics(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str]
                       "interaction": interaction.compute().item(), "successes": int(success.sum()),
                       "transits": int(transit.sum())}
     return cells
-
-
-def nanmean(values: list[float]) -> float:
-    values = [v for v in values if not math.isnan(v)]
-    return sum(values) / len(values) if values else float("nan")
 
 
 def summary_rows(cells: dict[tuple[str, str, str], dict[str, float]], policies: list[str], tasks: list[str],

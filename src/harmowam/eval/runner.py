@@ -20,8 +20,8 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
-from harmowam.eval.metrics import nanmean, cell_metrics, summary_rows
-from harmowam.eval.statistics import format_rate, outcomes, paired_difference, wilson_interval
+from harmowam.eval.metrics import cell_metrics, summary_rows
+from harmowam.eval.statistics import format_rate, nanmean, outcomes, paired_difference, wilson_interval
 from harmowam.eval.policies import (REFERENCE_POLICIES, CheckpointPolicy, build_policy, check_instructions,
                                     default_policy_name, file_digest)
 from harmowam.eval.records import EpisodeLog, check_manifest, record_key

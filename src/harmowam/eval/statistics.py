@@ -14,6 +14,12 @@ from typing import Any, Iterable
 Z95 = 1.959963984540054
 
 
+def nanmean(values: list[float]) -> float:
+    """The mean of the values that are not NaN (an empty cell is NaN, never 0); NaN if none."""
+    values = [v for v in values if not math.isnan(v)]
+    return sum(values) / len(values) if values else float("nan")
+
+
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     """The Wilson score interval of a binomial rate (95% by default); (nan, nan) with no trials.
 
