@@ -60,6 +60,7 @@ def tiny_world_model_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFacto
     shutil.copytree(tiny_data, work / "data" / "tiny")
     res = run_cli(["lightning", "fit", "-c", str(CONFIGS / "tiny_world_model.yaml")], cwd=work)
     assert res.returncode == 0, res.stderr[-3000:]
+    (work / "fit_stdout.txt").write_text(res.stdout)
     return work / "runs" / "tiny_world_model" / "version_0"
 
 

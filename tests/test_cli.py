@@ -101,6 +101,16 @@ def test_lightning_fit_world_model_tiny_config(tiny_world_model_run):
     assert {"val/pred_mse", "val/copy_baseline_mse", "val/vae_floor_mse", "train/flow_loss"} <= set(metrics)
 
 
+def test_world_model_fit_ends_saying_whether_it_beats_copying_the_frame(tiny_world_model_run):
+    import re
+
+    out = (tiny_world_model_run.parents[2] / "fit_stdout.txt").read_text()
+    found = re.search(r"\[world model\] after (\d+) steps, val/pred_over_copy ([0-9.]+): (.*)", out)
+    assert found, out[-2000:]
+    ratio, verdict = float(found.group(2)), found.group(3)
+    assert verdict.startswith("WORSE than copying") == (ratio >= 1)
+
+
 def test_world_model_config_rejects_mismatched_data(tiny_world_model_run):
     work = tiny_world_model_run.parents[2]
     res = run_cli(["lightning", "fit", "-c", str(REPO / "tests" / "configs" / "tiny_world_model.yaml"),
