@@ -174,7 +174,7 @@ def _generate(writer: EpisodeWriter, cfg: GenerationConfig, progress: bool, labe
                     bar.update(1)
                 elif not res["success"]:
                     failures[t] += 1
-                bar.set_postfix(failed=sum(failures.values()))
+                bar.set_postfix(failed=sum(failures.values()), refresh=False)  # redrawn at the bar's own interval
         finished = True
     finally:
         if pool is not None:
