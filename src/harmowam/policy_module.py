@@ -28,6 +28,7 @@ training only. Clip gradients with the trainer's ``gradient_clip_val``.
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -50,6 +51,10 @@ from harmowam.training.rng_state import ResumesRandomState
 from harmowam.world_models.base import WorldModelOutput, to_uint8, to_unit_range
 from harmowam.world_models.loading import load_world_model
 from harmowam.world_models.output_cache import CacheOptions, WorldModelOutputCache
+
+# The frozen world model is in eval mode on purpose (its dropout and norms must not change during stage 2);
+# Lightning warns about every such module at the start of fit ("Found 289 module(s) in eval mode").
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 DEFAULT_CACHE_DIR = "cache/world_model_outputs"
 
