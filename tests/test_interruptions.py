@@ -73,6 +73,27 @@ def test_ctrl_c_with_workers_exits_quickly_and_the_rerun_finishes(tmp_path: Path
     assert len(EpisodeStore(tmp_path / "data")) == 4
 
 
+def _group_gone(pgid: int, timeout: float) -> bool:
+    """Whether every process of the group (the command and its workers) has ended within ``timeout``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_sigterm_to_the_command_alone_stops_its_workers(tmp_path: Path) -> None:
+    proc = _start([*GENERATE, "--workers", "2", "--out", "data"], tmp_path)
+    _wait_for_episodes(tmp_path / "data", 1, proc)
+    proc.send_signal(signal.SIGTERM)  # to the parent only, as `kill PID` or a scheduler sends it
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "rerun the same command to resume" in err
+    assert _group_gone(proc.pid, 10), "worker processes outlived the terminated command"
+
+
 def test_a_second_writer_is_refused_with_the_holder_named(tmp_path: Path) -> None:
     out = tmp_path / "eval"
     with FolderLock(out, "first eval"):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -470,17 +472,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler's stop), unwound like Ctrl-C: worker processes are stopped and folder
+    locks released on the way out, where the default action would end the process and orphan its workers."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def harmowam_main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
+    on_term = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         return ns.func(ns)
     except (KeyError, ValueError, FileNotFoundError, FileExistsError, FolderLockedError) as exc:
         # Known bad input: one clear line, not a traceback.
         print(f"harmowam: error: {_message(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("harmowam: interrupted; finished work is kept, rerun the same command to resume", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
 
 
 if __name__ == "__main__":
