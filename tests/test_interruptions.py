@@ -60,17 +60,18 @@ def test_killed_generation_continues_to_the_uninterrupted_dataset(tmp_path: Path
 
 
 def test_ctrl_c_with_workers_exits_quickly_and_the_rerun_finishes(tmp_path: Path) -> None:
-    proc = _start([*GENERATE, "--workers", "2", "--out", "data"], tmp_path)
+    many = [*GENERATE, "--episodes", "10"]  # enough that the interrupt lands mid-run, not after the last episode
+    proc = _start([*many, "--workers", "2", "--out", "data"], tmp_path)
     _wait_for_episodes(tmp_path / "data", 1, proc)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
     start = time.time()
     _, err = proc.communicate(timeout=30)
     assert time.time() - start < 10
     assert proc.returncode == 130 and "rerun the same command to resume" in err
-    res = run_cli([*GENERATE, "--workers", "2", "--out", "data"], tmp_path)
+    res = run_cli([*many, "--workers", "2", "--out", "data"], tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "episodes kept" in res.stdout
-    assert len(EpisodeStore(tmp_path / "data")) == 4
+    assert len(EpisodeStore(tmp_path / "data")) == 10
 
 
 def _group_gone(pgid: int, timeout: float) -> bool:
@@ -86,7 +87,7 @@ def _group_gone(pgid: int, timeout: float) -> bool:
 
 
 def test_sigterm_to_the_command_alone_stops_its_workers(tmp_path: Path) -> None:
-    proc = _start([*GENERATE, "--workers", "2", "--out", "data"], tmp_path)
+    proc = _start([*GENERATE, "--episodes", "10", "--workers", "2", "--out", "data"], tmp_path)
     _wait_for_episodes(tmp_path / "data", 1, proc)
     proc.send_signal(signal.SIGTERM)  # to the parent only, as `kill PID` or a scheduler sends it
     _, err = proc.communicate(timeout=30)

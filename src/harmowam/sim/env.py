@@ -144,6 +144,13 @@ def init_render_process(pool_worker: bool = False) -> None:
 
     if pool_worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        # Triton (torch's compiler, imported by diffusers through torch._dynamo) carries its own LLVM; loaded after
+        # Mesa's software renderer has loaded its LLVM, the process segfaults. Load it first (0.5 s): an evaluation
+        # worker that reads the label registry after its first frame imports diffusers, and died without a word.
+        import triton  # noqa: F401
+    except ImportError:
+        pass
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ["LP_NUM_THREADS"] = "1"  # Mesa's software rasteriser: one thread per process
     warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high")
