@@ -242,17 +242,18 @@ def plot(table: dict[str, dict[str, dict[str, Any]]], columns: list[str], out: P
 
     configs = list(table)
     width = 0.8 / max(len(configs), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(columns)), 3.6))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(columns)) + 2.2, 3.6))
+    colors = plt.get_cmap("tab20").colors  # one colour per config: tab10 repeats after ten
     for i, config in enumerate(configs):
         cells = [table[config][c] for c in columns]
         x = np.arange(len(columns)) + (i - (len(configs) - 1) / 2) * width
         mean = np.array([c["mean"] for c in cells])
         err = np.array([[max(m - c["low"], 0), max(c["high"] - m, 0)] for m, c in zip(mean, cells)]).T
-        ax.bar(x, mean, width, yerr=err, capsize=2, label=config)
+        ax.bar(x, mean, width, yerr=err, capsize=2, label=config, color=colors[i % len(colors)])
     ax.set_xticks(np.arange(len(columns)), ["OOD avg" if c == "ood_avg" else c for c in columns])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("success")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     fig.tight_layout()
     path = out / "success.png"
     fig.savefig(path, dpi=120)
