@@ -21,10 +21,16 @@ from harmowam.files import FolderLock, FolderLockedError
 GENERATE = ["harmowam", "data", "generate", "--tasks", "push", "--episodes", "4", "--image-size", "32"]
 
 
+def _default_sigint() -> None:
+    # A child inherits an ignored SIGINT (as a shell's background job does, and as this test process may after
+    # other tests); the command must see Ctrl-C as a terminal delivers it to a foreground job.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
     exe = Path(sys.executable).parent / args[0]
     return subprocess.Popen([str(exe), *args[1:]], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=_default_sigint)
 
 
 def _wait_for_episodes(folder: Path, n: int, proc: subprocess.Popen, timeout: float = 180) -> None:
