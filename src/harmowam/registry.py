@@ -229,14 +229,18 @@ def component_name(spec: dict[str, Any] | str) -> str:
     return spec["name"]
 
 
+def _options(spec: dict[str, Any] | str) -> dict[str, Any]:
+    """A config entry's constructor options: everything but its ``name``."""
+    return {} if isinstance(spec, str) else {k: v for k, v in spec.items() if k != "name"}
+
+
 def check_component(kind: str, spec: dict[str, Any] | str) -> None:
     """Refuse an unknown name or option now, before expensive work (loading a world model) runs first."""
-    kwargs = {} if isinstance(spec, str) else {k: v for k, v in spec.items() if k != "name"}
     name = component_name(spec)
-    check_arguments(kind, name, REGISTRY.get(kind, name).constructor, kwargs)
+    check_arguments(kind, name, REGISTRY.get(kind, name).constructor, _options(spec))
 
 
 def build_component(kind: str, spec: dict[str, Any] | str, **extra: Any) -> Any:
     """Build a component from a config entry; ``extra`` adds constructor arguments the caller owns (shapes)."""
-    kwargs = {} if isinstance(spec, str) else {k: v for k, v in spec.items() if k != "name"}
+    kwargs = _options(spec)
     return _create(kind, component_name(spec), **kwargs, **extra)

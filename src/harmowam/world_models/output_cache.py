@@ -99,13 +99,15 @@ def frame_instructions(stores: list[EpisodeStore]) -> list[str]:
     return out
 
 
-def serves(built: dict, wanted: CacheOptions) -> bool:
+def serves(built: dict, wanted: CacheOptions, world_model: str, data: str) -> bool:
     """Whether a cache built with ``built`` (its ``cache.json``) holds everything ``wanted`` reads, exactly:
-    the same world model, data, denoising steps and seed; at least as many samples; frames if asked; and
-    feature tokens that pool down to the wanted number over equal bins (so the result is the same mean)."""
+    the same world model and data (their fingerprints), denoising steps and seed; at least as many samples;
+    frames if asked; and feature tokens that pool down to the wanted number over equal bins (so the result is
+    the same mean)."""
     options, tokens = built.get("options", {}), built.get("tokens_per_frame")
     have = options.get("feature_tokens")
-    return (isinstance(have, int) and isinstance(tokens, int)
+    return (built.get("world_model") == world_model and built.get("data_fingerprint") == data
+            and isinstance(have, int) and isinstance(tokens, int)
             and options.get("num_steps") == wanted.num_steps and options.get("seed") == wanted.seed
             and options.get("samples_per_frame", 0) >= wanted.samples_per_frame
             and (options.get("frames") or not wanted.frames)
@@ -157,8 +159,7 @@ class WorldModelOutputCache:
             return cls(path)
         for info_file in sorted(Path(root).glob(f"*/{INFO_FILE}")):
             built = json.loads(info_file.read_text())
-            if (built.get("world_model") == wm_print and built.get("data_fingerprint") == data_print
-                    and serves(built, options)):
+            if serves(built, options, wm_print, data_print):
                 if log:
                     print(f"[world-model cache] reading {info_file.parent} (built with {built['options']}) as "
                           f"{asdict(options)}", flush=True)
@@ -167,8 +168,9 @@ class WorldModelOutputCache:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            tokens = _build(tmp, world_model, stores, options, device, batch_size, log)
-            (tmp / INFO_FILE).write_text(json.dumps({"options": asdict(options), "tokens_per_frame": tokens,
+            _build(tmp, world_model, stores, options, device, batch_size, log)
+            (tmp / INFO_FILE).write_text(json.dumps({"options": asdict(options),
+                                                     "tokens_per_frame": world_model.tokens_per_frame,
                                                      "world_model": wm_print, "data_fingerprint": data_print,
                                                      "data": [str(s.path) for s in stores]}, indent=1))
             try:
@@ -183,8 +185,7 @@ class WorldModelOutputCache:
 
 @torch.no_grad()
 def _build(path: Path, world_model: WorldModel, stores: list[EpisodeStore], options: CacheOptions,
-           device: torch.device | str, batch_size: int, log: bool) -> int:
-    """Writes the arrays; returns the world model's tokens per frame (before pooling)."""
+           device: torch.device | str, batch_size: int, log: bool) -> None:
     import time
 
     instructions = frame_instructions(stores)
@@ -196,7 +197,7 @@ def _build(path: Path, world_model: WorldModel, stores: list[EpisodeStore], opti
     frames = None
     if options.frames:
         frames = np.lib.format.open_memmap(path / "frames.npy", mode="w+", dtype=np.uint8, shape=(n, s, k, 3, size, size))
-    t0, start, tokens = time.perf_counter(), 0, 0
+    t0, start = time.perf_counter(), 0
     for store in stores:
         images = store.arrays["image"]
         for i in range(0, store.num_frames, batch_size):
@@ -207,7 +208,6 @@ def _build(path: Path, world_model: WorldModel, stores: list[EpisodeStore], opti
                 gen = torch.Generator(device=device).manual_seed(options.seed * 1_000_003 + j * 7919 + lo)
                 out = world_model.predict(batch, texts, decode=options.frames, features=True, generator=gen,
                                           num_steps=options.num_steps)
-                tokens = out.features.shape[2]
                 feats[lo:lo + len(batch), j] = pool_tokens(out.features.float(), options.feature_tokens).cpu().numpy()
                 if frames is not None:
                     frames[lo:lo + len(batch), j] = to_uint8(out.frames).cpu().numpy()
@@ -218,4 +218,3 @@ def _build(path: Path, world_model: WorldModel, stores: list[EpisodeStore], opti
     if log:
         print(f"[world-model cache] {n} frames x {s} samples in {time.perf_counter() - t0:.0f} s -> {path.parent}",
               flush=True)
-    return tokens
