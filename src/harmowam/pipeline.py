@@ -41,7 +41,7 @@ PIPELINES: dict[str, dict[str, Any]] = {
                 "eval": {"episodes": 10}},
     # Three tasks, 20 episodes per regime, short stages, 10 episodes per cell. Budgets are optimiser steps, so
     # that the policy is the same on any machine; a wall-clock cap ends a stage only on a machine far slower
-    # than those measured (docs/stage2_recipe.md): 27 min on a fast 2-core machine, about 60 on a slow one.
+    # than those measured (docs/stage2_recipe.md): 27 min on a fast 2-core machine, 65 on one half as fast.
     "quick": {"tasks": ["push", "drawer-open", "button-press-topdown"], "episodes": 20,
               "world_model_overrides": ["--trainer.max_steps=750", "--trainer.max_time=00:00:30:00",
                                         "--model.init_args.vae_steps=200", "--trainer.val_check_interval=150"],
