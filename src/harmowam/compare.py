@@ -38,12 +38,14 @@ ABLATIONS = ("average", "keyframe_average", "predictive_without_latent", "reacti
 REFERENCES = ("scripted", "random")
 
 COMPARISONS: dict[str, dict[str, Any]] = {
-    # About 2 hours on 2 CPU cores of the slower machine (AMD EPYC, AVX2): the quick pipeline's three tasks, data
-    # and world model, 3 minutes (400 steps at most) per run, 2 seeds, 3 episodes per task and condition (9 per
-    # condition and seed, 18 per cell over seeds). Each run starts with its own seed_everything.
+    # The quick pipeline's three tasks, data and world model (750 steps), 400 optimiser steps per run (the same
+    # budget for every config, whatever its cost per step; a 10-minute cap only on a far slower machine),
+    # 2 seeds, 3 episodes per task and condition (9 per condition and seed, 18 per cell over seeds). Each run
+    # starts with its own seed_everything. 3.3 hours on the slower 2-core machine (AMD EPYC, AVX2) when its
+    # budgets were 7 and 3 minutes; about 4 with these steps, by the stages' step rates there.
     "cpu": {"tasks": ["push", "drawer-open", "button-press-topdown"], "episodes": 20,
             "world_model_overrides": PIPELINES["quick"]["world_model_overrides"], "configs": list(CONFIGS), "seeds": [0, 1],
-            "policy_overrides": ["--trainer.max_steps=400", "--trainer.max_time=00:00:03:00",
+            "policy_overrides": ["--trainer.max_steps=400", "--trainer.max_time=00:00:10:00",
                                  "--trainer.val_check_interval=200",
                                  "--model.init_args.world_model_cache={samples_per_frame: 1}"],
             "eval": {"episodes": 3}},
