@@ -19,6 +19,8 @@ from harmowam.data.format import PROGRESS_FILE
 from harmowam.files import FolderLock, FolderLockedError
 
 GENERATE = ["harmowam", "data", "generate", "--tasks", "push", "--episodes", "4", "--image-size", "32"]
+#: long enough that a signal sent after the first episode lands mid-run, not after the last episode
+GENERATE_LONG = [*GENERATE, "--episodes", "10"]
 
 
 def _default_sigint() -> None:
@@ -66,15 +68,14 @@ def test_killed_generation_continues_to_the_uninterrupted_dataset(tmp_path: Path
 
 
 def test_ctrl_c_with_workers_exits_quickly_and_the_rerun_finishes(tmp_path: Path) -> None:
-    many = [*GENERATE, "--episodes", "10"]  # enough that the interrupt lands mid-run, not after the last episode
-    proc = _start([*many, "--workers", "2", "--out", "data"], tmp_path)
+    proc = _start([*GENERATE_LONG, "--workers", "2", "--out", "data"], tmp_path)
     _wait_for_episodes(tmp_path / "data", 1, proc)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
     start = time.time()
     _, err = proc.communicate(timeout=30)
     assert time.time() - start < 10
     assert proc.returncode == 130 and "rerun the same command to resume" in err
-    res = run_cli([*many, "--workers", "2", "--out", "data"], tmp_path)
+    res = run_cli([*GENERATE_LONG, "--workers", "2", "--out", "data"], tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "episodes kept" in res.stdout
     assert len(EpisodeStore(tmp_path / "data")) == 10
@@ -93,7 +94,7 @@ def _group_gone(pgid: int, timeout: float) -> bool:
 
 
 def test_sigterm_to_the_command_alone_stops_its_workers(tmp_path: Path) -> None:
-    proc = _start([*GENERATE, "--episodes", "10", "--workers", "2", "--out", "data"], tmp_path)
+    proc = _start([*GENERATE_LONG, "--workers", "2", "--out", "data"], tmp_path)
     _wait_for_episodes(tmp_path / "data", 1, proc)
     proc.send_signal(signal.SIGTERM)  # to the parent only, as `kill PID` or a scheduler sends it
     _, err = proc.communicate(timeout=30)
