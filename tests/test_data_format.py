@@ -43,6 +43,16 @@ def test_pipeline_names_the_folder_it_cannot_continue(tmp_path):
         prepare_data_and_world_model(tmp_path, PIPELINES["smoke"], workers=1, label="test")
 
 
+def test_pipeline_presets_give_episodes_per_regime():
+    from harmowam.pipeline import PIPELINES, regime_episodes
+    from harmowam.sim.generate import PRESETS
+
+    assert [regime_episodes(PIPELINES["quick"], r) for r in ("demos", "wm_video")] == [50, 20]
+    assert [regime_episodes(PIPELINES["smoke"], r) for r in ("demos", "wm_video")] == [3, 3]
+    assert regime_episodes(PIPELINES["default"], "demos") == PRESETS["demos"]["episodes"]
+    assert regime_episodes({"episodes": {"demos": 7}}, "wm_video") == PRESETS["wm_video"]["episodes"]
+
+
 def _edit_meta(path, fn):
     meta = json.loads((path / "meta.json").read_text())
     fn(meta)

@@ -39,10 +39,11 @@ PIPELINES: dict[str, dict[str, Any]] = {
     # The shipped configs as they are, all six tasks, 10 episodes per cell.
     "default": {"tasks": None, "episodes": None, "world_model_overrides": [], "policy_overrides": {},
                 "eval": {"episodes": 10}},
-    # Three tasks, 20 episodes per regime, short stages, 10 episodes per cell. Budgets are optimiser steps, so
-    # that the policy is the same on any machine; a wall-clock cap ends a stage only on a machine far slower
-    # than those measured (docs/stage2_recipe.md): 27 min on a fast 2-core machine, 65 on one half as fast.
-    "quick": {"tasks": ["push", "drawer-open", "button-press-topdown"], "episodes": 20,
+    # Three tasks, 50 demonstrations and 20 video episodes per task, short stages, 10 episodes per cell (50
+    # demonstrations instead of 20 took push from 2/20 to 7/20 on one world model: docs/stage2_recipe.md).
+    # Budgets are optimiser steps, so that the policy is the same on any machine; a wall-clock cap ends a stage
+    # only on a machine far slower than those measured.
+    "quick": {"tasks": ["push", "drawer-open", "button-press-topdown"], "episodes": {"demos": 50, "wm_video": 20},
               "world_model_overrides": ["--trainer.max_steps=750", "--trainer.max_time=00:00:30:00",
                                         "--model.init_args.vae_steps=200", "--trainer.val_check_interval=150"],
               "policy_overrides": {
@@ -94,6 +95,15 @@ def default_workdir(preset: str) -> Path:
     return Path("runs") / "pipeline" / preset
 
 
+def regime_episodes(spec: dict[str, Any], regime: str) -> int:
+    """Episodes per task of a data regime: the preset's number, its number for this regime (a mapping), or the
+    regime's own default (None, or a mapping without the regime)."""
+    episodes = spec["episodes"]
+    if isinstance(episodes, dict):
+        episodes = episodes.get(regime)
+    return episodes or PRESETS[regime]["episodes"]
+
+
 def prepare_data_and_world_model(workdir: Path, spec: dict[str, Any], workers: int, label: str) -> list[str]:
     """Both data regimes and the exported world model in ``workdir`` (each skipped when done); returns the tasks."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +114,7 @@ def prepare_data_and_world_model(workdir: Path, spec: dict[str, Any], workers: i
         if (out / "meta.json").is_file():
             print(f"[data] {out} exists, skipping")
             continue
-        cfg = GenerationConfig(tasks=tasks, episodes=spec["episodes"] or p["episodes"], seed=p["seed"],
+        cfg = GenerationConfig(tasks=tasks, episodes=regime_episodes(spec, regime), seed=p["seed"],
                                variation=SceneVariation(**p["variation"]), workers=workers,
                                action_noise=p.get("action_noise", 0.0))
         try:
