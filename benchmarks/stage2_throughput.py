@@ -52,14 +52,12 @@ class StepTimer(L.Callback):
 
 
 def measure(config: Path, overrides: list[str], steps: int) -> dict[str, float]:
-    from lightning.pytorch.cli import LightningCLI
+    from harmowam.cli import build_cli  # the `lightning` command's parser: it reads the config's `base:`
 
-    cli = LightningCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-                       args=["-c", str(config), "--trainer.logger=false", "--trainer.enable_checkpointing=false",
-                             "--trainer.callbacks=null", "--trainer.enable_progress_bar=false",
-                             "--trainer.limit_val_batches=0", f"--trainer.max_steps={steps + 1}",
-                             "--trainer.max_time=null", "--trainer.enable_model_summary=false", *overrides],
-                       run=False)
+    cli = build_cli(["-c", str(config), "--trainer.logger=false", "--trainer.enable_checkpointing=false",
+                     "--trainer.callbacks=null", "--trainer.enable_progress_bar=false",
+                     "--trainer.limit_val_batches=0", f"--trainer.max_steps={steps + 1}",
+                     "--trainer.max_time=null", "--trainer.enable_model_summary=false", *overrides], run=False)
     model, data = cli.model, cli.datamodule
     timer = StepTimer()
     trainer = L.Trainer(**{**_trainer_kwargs(cli), "callbacks": [timer]})
@@ -72,7 +70,7 @@ def measure(config: Path, overrides: list[str], steps: int) -> dict[str, float]:
 def _trainer_kwargs(cli) -> dict:
     cfg = cli.config["trainer"]
     keep = ("accelerator", "devices", "max_steps", "limit_val_batches", "logger", "enable_checkpointing",
-            "enable_progress_bar", "enable_model_summary", "gradient_clip_val", "num_sanity_val_steps")
+            "enable_progress_bar", "enable_model_summary", "gradient_clip_val", "num_sanity_val_steps", "precision")
     return {k: cfg[k] for k in keep if k in cfg and cfg[k] is not None} | {"logger": False}
 
 

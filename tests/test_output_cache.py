@@ -92,3 +92,19 @@ def test_a_cache_built_with_more_serves_a_run_that_reads_less(setup, tmp_path):
     more = WorldModelOutputCache.build_or_load(root, wm, stores, CacheOptions(samples_per_frame=3, feature_tokens=4,
                                                                               frames=True), batch_size=8, log=False)
     assert more.path != full.path
+
+
+def test_stores_only_the_frames_asked_for_and_serves_fewer_not_more(setup):
+    root, wm, stores = setup  # the tiny world model predicts 2 frames
+    one = WorldModelOutputCache.build_or_load(root, wm, stores, CacheOptions(samples_per_frame=1, frames=1),
+                                              batch_size=8, log=False)
+    got = one.lookup(torch.arange(4), torch.zeros(4, dtype=torch.long))
+    assert got.frames.shape == (4, 1, 3, 32, 32)
+    all_frames = WorldModelOutputCache.build_or_load(root, wm, stores, CacheOptions(samples_per_frame=1, frames=True),
+                                                     batch_size=8, log=False)
+    assert all_frames.path != one.path and all_frames.frames.shape[2] == 2  # one frame cannot serve two
+    again = WorldModelOutputCache.build_or_load(root, wm, stores, CacheOptions(samples_per_frame=1, frames=1),
+                                                batch_size=8, log=False)
+    assert again.path in (one.path, all_frames.path)
+    with pytest.raises(ValueError, match="decode=3"):
+        WorldModelOutputCache.build_or_load(root, wm, stores, CacheOptions(samples_per_frame=1, frames=3), log=False)

@@ -294,3 +294,21 @@ def test_gate_is_read_every_step_and_a_switch_drops_the_queued_chunk(saved_world
         experts.append(policy.last_experts[0])
     assert experts == ["reactive"] * 3 + ["predictive"] * 5
     assert policy.replans == 1 and len(policy.routing_log) == 2  # the reactive chunk was cut at step 3
+
+
+def test_mixed_precision_trains_with_gradient_clipping(saved_world_model, tmp_path):
+    """Lightning refuses to clip the gradients of a fused optimizer under mixed precision (the GPU set-up)."""
+    import lightning as L
+
+    from harmowam.data import EpisodeDataModule
+
+    data = write_synthetic(tmp_path / "d", [20, 20], image_size=32)
+    policy = PolicyModule(world_model=str(saved_world_model), experts={"predictive": BOTH["predictive"]},
+                          gate="always_predictive", image_encoder={"model_kwargs": TINY_VIT},
+                          instruction_encoder={"name": "learned", "dim": 16}, world_model_cache=False)
+    dm = EpisodeDataModule([str(data)], num_future_frames=2, future_stride=6, batch_size=4)
+    before = {n: p.detach().clone() for n, p in policy.experts.named_parameters()}
+    trainer = L.Trainer(max_steps=2, precision="bf16-mixed", gradient_clip_val=1.0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0)
+    trainer.fit(policy, datamodule=dm)
+    assert any(not torch.equal(p, before[n]) for n, p in policy.experts.named_parameters())

@@ -119,3 +119,25 @@ def test_residual_decoding_keeps_a_static_scene_exact():
         torch.testing.assert_close(frames, expected, atol=1e-5, rtol=0)
         wm.residual_decode = False  # direct decoding pays the VAE's reconstruction error
         assert (wm.decode_future(static, cond, image) - expected).abs().mean() > 1e-3
+
+
+def test_decoding_the_leading_frames_only_gives_the_same_frames():
+    wm = tiny_model().eval()
+    image = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
+    full = wm.predict(image, INSTR, generator=torch.Generator().manual_seed(3))
+    first = wm.predict(image, INSTR, decode=1, generator=torch.Generator().manual_seed(3))
+    assert first.frames.shape == (2, 1, 3, 32, 32)
+    torch.testing.assert_close(first.frames, full.frames[:, :1])
+    with pytest.raises(ValueError, match="decode=3"):
+        wm.predict(image, INSTR, decode=3)
+
+
+def test_a_large_decode_in_pieces_equals_one_frame_at_a_time():
+    from harmowam.world_models.latent_flow import DECODE_CHUNK
+
+    wm = tiny_model().eval()
+    latents = torch.randn(DECODE_CHUNK + 5, 4, 16, 16)
+    with torch.no_grad():
+        together = wm.decode(latents)
+        one_by_one = torch.cat([wm.decode(z[None]) for z in latents])
+    torch.testing.assert_close(together, one_by_one, atol=1e-5, rtol=1e-4)

@@ -239,6 +239,13 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
             needs |= set(expert.needs) - ({FRAMES} if training and expert.trains_on_real_frames else set())
         return needs
 
+    def _frames_to_decode(self, training: bool) -> int:
+        """Leading predicted frames the experts read (0: none): the world model decodes no more than that."""
+        k = self.world_model.num_future_frames if self.world_model is not None else 0
+        reads = [min(e.frames_read or k, k) for e in self.experts.values()
+                 if FRAMES in e.needs and not (training and e.trains_on_real_frames)]
+        return max(reads, default=0)
+
     def _base_context(self, image: torch.Tensor, state: torch.Tensor, instructions: list[str]) -> ExpertContext:
         return ExpertContext(image=image, state=state, instructions=list(instructions),
                              instruction_tokens=self.text(list(instructions)), image_tokens=self.image_encoder(image))
@@ -246,7 +253,8 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
     def _imagine(self, ctx: ExpertContext, needs: set[str]) -> WorldModelOutput | None:
         if not needs or self.world_model is None:
             return None
-        return self.world_model.predict(ctx.image, ctx.instructions, decode=FRAMES in needs, features=FEATURES in needs,
+        return self.world_model.predict(ctx.image, ctx.instructions, decode=self._frames_to_decode(training=False),
+                                        features=FEATURES in needs,
                                         num_steps=self.hparams.world_model_steps)
 
     def output_cache(self) -> WorldModelOutputCache | None:
@@ -264,7 +272,7 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
                       for e in self.experts.values() if FEATURES in e.needs]
             options = CacheOptions(samples_per_frame=opts.get("samples_per_frame", 2),
                                    feature_tokens=opts.get("feature_tokens", max(tokens, default=1)),
-                                   frames=FRAMES in needs, num_steps=self.hparams.world_model_steps,
+                                   frames=self._frames_to_decode(training=True), num_steps=self.hparams.world_model_steps,
                                    seed=opts.get("seed", 0))
             self._cache = WorldModelOutputCache.build_or_load(opts.get("dir", DEFAULT_CACHE_DIR), self.world_model,
                                                               dm.stores, options, self.device)
@@ -283,7 +291,8 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
                       else torch.zeros(b, dtype=torch.long))
             wm = cache.lookup(batch["frame_index"], sample, self.device)
         elif needs and self.world_model is not None:
-            wm = self.world_model.predict(image, instructions, decode=FRAMES in needs, features=FEATURES in needs,
+            wm = self.world_model.predict(image, instructions, decode=self._frames_to_decode(training=True),
+                                          features=FEATURES in needs,
                                           num_steps=self.hparams.world_model_steps)
         if augment and (self.hparams.image_shift > 0 or self.hparams.color_jitter > 0):
             # one shift and jitter per sample over every frame an expert reads (real future frames only if used)
@@ -339,11 +348,18 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
         if limit is not None and batch_idx >= limit:
             return
         # Action error of each expert through its inference path (predicted frames for the reactive one). The
-        # sampling noise is seeded by the batch, so the curve moves only when the weights do.
+        # sampling noise is seeded by the batch, so the curve moves only when the weights do; the cache's first
+        # sample, when it holds what inference reads, is such a prediction already computed.
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(batch_idx)
             infer = self._base_context(ctx.image, ctx.state, ctx.instructions)
-            infer.world_model = self._imagine(infer, self._needs(training=False))
+            needs, cached = self._needs(training=False), ctx.world_model
+            if (self.output_cache() is not None and cached is not None
+                    and (FRAMES not in needs or cached.frames is not None)
+                    and (FEATURES not in needs or cached.features is not None)):
+                infer.world_model = cached
+            else:
+                infer.world_model = self._imagine(infer, needs)
             chunks = {role: expert.predict(infer) for role, expert in self.experts.items()}
         mask = batch["action_mask"]
         target = batch["action"][mask]
@@ -368,9 +384,12 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         named = [(n, p) for n, p in self.named_parameters() if p.requires_grad and not n.startswith("world_model.")]
-        # the fused kernel: a quarter of the for-loop AdamW's time on 2 CPU cores (5M parameters, 221 tensors)
+        # the fused kernel: a quarter of the for-loop AdamW's time on 2 CPU cores (5M parameters, 221 tensors);
+        # Lightning refuses gradient clipping with a fused optimizer under mixed precision, so that takes foreach
+        mixed = self._trainer is not None and "mixed" in str(self.trainer.precision)
+        fused = self.device.type in ("cpu", "cuda") and not mixed
         opt = torch.optim.AdamW(decay_and_no_decay(named, self.hparams.weight_decay), lr=self.hparams.lr,
-                                fused=self.device.type in ("cpu", "cuda"))
+                                fused=fused, foreach=not fused)
         total = None
         if self.hparams.lr_schedule == "cosine" and self._trainer is not None:
             total = self.trainer.max_steps if self.trainer.max_steps > 0 else int(self.trainer.estimated_stepping_batches)
@@ -472,7 +491,7 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
             return None
         wm, b = self.world_model, len(ctx.image)
         out = WorldModelOutput()
-        for decode, mask in ((True, need_frames), (False, need_feats & ~need_frames)):
+        for decode, mask in ((self._frames_to_decode(training=False), need_frames), (0, need_feats & ~need_frames)):
             idx = mask.nonzero().squeeze(1)
             if not len(idx):
                 continue

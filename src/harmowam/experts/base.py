@@ -84,6 +84,8 @@ class ActionExpert(nn.Module, ABC):
     needs: frozenset[str] = frozenset()
     #: True when training reads the batch's real future frames instead of predicted ones
     trains_on_real_frames: bool = False
+    #: leading predicted frames read (None: all): the world model decodes no more than its experts read
+    frames_read: int | None = None
 
     def __init__(self, shapes: PolicyShapes) -> None:
         super().__init__()

@@ -96,6 +96,7 @@ class ReactiveExpert(ActionExpert):
             self.feature_proj = nn.Sequential(nn.LayerNorm(shapes.wm_feature_dim), nn.Linear(shapes.wm_feature_dim, width))
         self.mix = nn.TransformerEncoderLayer(width, heads, 2 * width, 0.0, batch_first=True, norm_first=True)
         self.steps_per_frame = shapes.wm_frame_stride
+        self.frames_read = -(-shapes.action_horizon // self.steps_per_frame)
         self.decoder = MultiScaleConvDecoder(width, width, self.steps_per_frame * shapes.action_dim)
         nn.init.normal_(self.frame_embed, std=0.02)
 
@@ -110,8 +111,7 @@ class ReactiveExpert(ActionExpert):
         return to_uint8(ctx.world_model.frames)
 
     def forward_chunk(self, ctx: ExpertContext, training: bool) -> torch.Tensor:
-        h = self.shapes.action_horizon
-        k = -(-h // self.steps_per_frame)  # the frames whose actions fall in the chunk; later ones are not read
+        h, k = self.shapes.action_horizon, self.frames_read  # frames whose actions fall in the chunk
         frames = self._frames(ctx, training)[:, :k]  # [B, k, 3, H, W]
         if frames.shape[1] < k:
             raise ValueError(f"{frames.shape[1]} predicted frames x stride {self.steps_per_frame} cover fewer than "

@@ -39,10 +39,11 @@ class WorldModel(nn.Module, ABC):
     tokens_per_frame: int
 
     @abstractmethod
-    def predict(self, image: torch.Tensor, instructions: list[str], decode: bool = True,
+    def predict(self, image: torch.Tensor, instructions: list[str], decode: bool | int = True,
                 features: bool = True, generator: Generators = None,
                 num_steps: int | None = None) -> WorldModelOutput:
-        """Imagine the future from ``image`` (uint8 ``[B, 3, H, W]``); ``decode=False`` skips the frame decoder;
+        """Imagine the future from ``image`` (uint8 ``[B, 3, H, W]``); ``decode=False`` skips the frame decoder,
+        an int ``n`` decodes only the first n predicted frames (``frames`` is then ``[B, n, 3, H, W]``);
         ``generator`` is one generator or one per sample (:func:`harmowam.noise.randn`);
         ``num_steps`` overrides the number of denoising steps (1: a single step, as Video Prediction Policy reads
         its features)."""
@@ -57,6 +58,16 @@ class WorldModel(nn.Module, ABC):
     @classmethod
     @abstractmethod
     def from_pretrained(cls, path: str | Path) -> "WorldModel": ...
+
+
+def frames_to_decode(decode: bool | int, num_future_frames: int) -> int:
+    """How many leading predicted frames ``predict(decode=...)`` decodes: all for True, none for False."""
+    if isinstance(decode, bool):
+        return num_future_frames if decode else 0
+    if not 0 <= decode <= num_future_frames:
+        raise ValueError(f"decode={decode}: a world model of {num_future_frames} predicted frames decodes 0 to "
+                         f"{num_future_frames} of them")
+    return int(decode)
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from harmowam.noise import Generators, randn
 from harmowam.registry import build_component
-from harmowam.world_models.base import WorldModel, WorldModelOutput, to_unit_range
+from harmowam.world_models.base import WorldModel, WorldModelOutput, frames_to_decode, to_unit_range
 
 DEFAULT_VAE: dict[str, Any] = {
     "in_channels": 3,
@@ -44,6 +44,9 @@ DEFAULT_TRANSFORMER: dict[str, Any] = {
     "freq_dim": 64,
     "rope_max_seq_len": 256,
 }
+#: frames per VAE decoder call: on 2 CPU cores a frame took 3.8 ms in calls of 32 and 7.9 ms in calls of 320
+#: (the activations of a large call no longer fit the caches), so large batches are decoded in pieces
+DECODE_CHUNK = 32
 CONFIG_FILE = "world_model.json"
 EXTRAS_FILE = "extras.safetensors"
 
@@ -133,7 +136,8 @@ class LatentVideoWorldModel(WorldModel):
         """Normalised latents ``[..., C, h, w]`` -> frames in [-1, 1]."""
         lead = latents.shape[:-3]
         z = latents.flatten(0, -4) * self.latent_scale[:, None, None] + self.latent_shift[:, None, None]
-        return self.vae.decode(z).sample.clamp(-1, 1).unflatten(0, lead)
+        frames = torch.cat([self.vae.decode(part).sample for part in z.split(DECODE_CHUNK)])
+        return frames.clamp(-1, 1).unflatten(0, lead)
 
     @torch.no_grad()
     def calibrate_latents(self, raw_latents: torch.Tensor) -> None:
@@ -216,11 +220,12 @@ class LatentVideoWorldModel(WorldModel):
         return x, feats
 
     @torch.no_grad()
-    def predict(self, image: torch.Tensor, instructions: list[str], decode: bool = True, features: bool = True,
+    def predict(self, image: torch.Tensor, instructions: list[str], decode: bool | int = True, features: bool = True,
                 generator: Generators = None, num_steps: int | None = None) -> WorldModelOutput:
+        n = frames_to_decode(decode, self.num_future_frames)
         cond = self.encode(image).unsqueeze(2)  # [B, C, 1, h, w]
         latents, feats = self.sample_latents(cond, instructions, num_steps, features, generator)
-        frames = self.decode_future(latents, cond, image) if decode else None
+        frames = self.decode_future(latents[:, :, :n], cond, image) if n else None
         return WorldModelOutput(frames=frames, features=feats, latents=latents)
 
     def decode_future(self, latents: torch.Tensor, cond: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
