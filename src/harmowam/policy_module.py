@@ -22,8 +22,9 @@ outputs come from a cache computed once per world model and data folder
 (``world_model_cache``); an exponential moving average of the weights is what
 validation, checkpoints and inference use (``ema_decay``); AdamW without weight decay
 on norms, biases and embeddings; linear warm-up then cosine decay; random-shift image
-augmentation (``image_shift``) and colour jitter (``color_jitter``; 0 turns it off), in
-training only. Clip gradients with the trainer's ``gradient_clip_val``.
+augmentation (``image_shift`` pixels; off by default: 4 cost HarmoWAM 0.09 out of domain,
+docs/stage2_recipe.md) and colour jitter (``color_jitter``; 0 turns it off), in training
+only. Clip gradients with the trainer's ``gradient_clip_val``.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
         warmup_steps: int = 50,
         lr_schedule: str = "cosine",
         ema_decay: float | None = 0.995,
-        image_shift: int = 4,
+        image_shift: int = 0,
         color_jitter: float = 0.2,
         world_model_cache: dict[str, Any] | bool = True,
         world_model_steps: int | None = 1,
