@@ -148,3 +148,19 @@ def test_subset_keeps_the_first_episodes_of_each_task_and_their_metadata(tmp_pat
                                                         ("drawer-open", 104)]
     np.testing.assert_array_equal(sub.episode(3)["action"], src.episode(4)["action"])
     assert sub.meta["generation"]["variation"] == {"position_scale": 0.5}
+
+
+def test_pipeline_refuses_a_finished_data_folder_made_with_other_settings(tmp_path):
+    from harmowam.pipeline import PIPELINES, prepare_data_and_world_model
+
+    demos = tmp_path / "data" / "demos"
+    writer = EpisodeWriter(demos, 16, generation={"preset": "demos", "tasks": ["push", "drawer-open"],
+                                                  "episodes_per_task": 20})
+    writer.add_episode({"image": np.zeros((3, 16, 16, 3), np.uint8), "state": np.zeros((3, 4), np.float32),
+                        "env_state": np.zeros((3, 39), np.float32), "action": np.zeros((3, 4), np.float32)},
+                       task="push", instruction="push the puck to the goal", seed=0)
+    writer.close()
+    with pytest.raises(DatasetError, match=r"holds 20 episodes per task of push, drawer-open, but this run asks "
+                                           r"for 3 of push, drawer-open.*another --workdir"):
+        prepare_data_and_world_model(tmp_path, PIPELINES["smoke"], workers=1, label="test")
+    assert (demos / "meta.json").is_file()  # nothing was deleted

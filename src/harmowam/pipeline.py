@@ -104,6 +104,21 @@ def regime_episodes(spec: dict[str, Any], regime: str) -> int:
     return episodes or PRESETS[regime]["episodes"]
 
 
+def _check_finished_data(out: Path, tasks: list[str], episodes: int, label: str) -> None:
+    """A finished data folder is reused only if it holds what this preset asks for: one made by another preset
+    (or by an older version of this one, with 20 demonstrations per task) would silently train everything after
+    it on other data, and the steps after it would be skipped as done as well."""
+    generation = json.loads((out / "meta.json").read_text()).get("generation") or {}
+    have_tasks, have_episodes = generation.get("tasks"), generation.get("episodes_per_task")
+    if have_tasks is None or have_episodes is None:
+        return  # not made by `harmowam data generate`: the user's own folder, taken as it is
+    if list(have_tasks) != list(tasks) or have_episodes != episodes:
+        raise DatasetError(f"[{label}] {out} holds {have_episodes} episodes per task of {', '.join(have_tasks)}, but "
+                           f"this run asks for {episodes} of {', '.join(tasks)}; the world model and policies in "
+                           f"{out.parents[1]} were trained on it too: give another --workdir, or delete that folder "
+                           "and rerun")
+
+
 def prepare_data_and_world_model(workdir: Path, spec: dict[str, Any], workers: int, label: str) -> list[str]:
     """Both data regimes and the exported world model in ``workdir`` (each skipped when done); returns the tasks."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -111,10 +126,12 @@ def prepare_data_and_world_model(workdir: Path, spec: dict[str, Any], workers: i
     print(f"[{label}] in {workdir}: tasks {', '.join(tasks)}", flush=True)
     for regime, p in PRESETS.items():
         out = workdir / "data" / regime
+        episodes = regime_episodes(spec, regime)
         if (out / "meta.json").is_file():
+            _check_finished_data(out, tasks, episodes, label)
             print(f"[data] {out} exists, skipping")
             continue
-        cfg = GenerationConfig(tasks=tasks, episodes=regime_episodes(spec, regime), seed=p["seed"],
+        cfg = GenerationConfig(tasks=tasks, episodes=episodes, seed=p["seed"],
                                variation=SceneVariation(**p["variation"]), workers=workers,
                                action_noise=p.get("action_noise", 0.0))
         try:
