@@ -2,7 +2,8 @@
 
     python benchmarks/policy_inference.py --ckpt runs/harmowam/version_0/checkpoints/last.ckpt --device cuda
 
-For each path (the world model's features alone, its decoded frames, the predictive
+For each path (the world model's features alone, its decoded frames, both as the policy
+runs it: its ``world_model_steps`` and the frames its experts read; the predictive
 expert's chunk, the reactive expert's chunk, and the gated policy) the median
 wall-clock time of one call over ``--repeats`` calls after warm-up, in fp32 and (on
 CUDA) bf16 autocast, optionally with the world model's transformer compiled. Each
@@ -72,9 +73,14 @@ def main() -> None:
                 return policy.experts[role].predict(ctx)
         return run
 
+    # the world model as the policy runs it: its denoising steps, and only the frames its experts read
+    steps = policy.hparams.world_model_steps
+    frames = policy._frames_to_decode(training=False) or True
     paths: dict[str, Callable[[], Any]] = {
-        "world_model_features": lambda: wm.predict(image, obs["instruction"], decode=False, features=True),
-        "world_model_frames": lambda: wm.predict(image, obs["instruction"], decode=True, features=False),
+        "world_model_features": lambda: wm.predict(image, obs["instruction"], decode=False, features=True,
+                                                   num_steps=steps),
+        "world_model_frames": lambda: wm.predict(image, obs["instruction"], decode=frames, features=False,
+                                                 num_steps=steps),
         **{f"{role}_chunk": expert_chunk(role) for role in (PREDICTIVE, REACTIVE) if role in policy.experts},
         "gated_policy_chunk": lambda: policy.predict_action_chunk(obs),
     }
@@ -103,7 +109,7 @@ def main() -> None:
     out = {"ckpt": args.ckpt, "device": args.device,
            "device_name": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor(),
            "torch": torch.__version__, "threads": torch.get_num_threads(), "batch_size": b, "image_size": size,
-           "action_horizon": horizon, "denoising_steps": getattr(wm, "num_inference_steps", None),
+           "action_horizon": horizon, "denoising_steps": steps or getattr(wm, "num_inference_steps", None),
            "repeats": args.repeats, "paths": table, "gated_policy": summary}
     print(json.dumps(out, indent=1))
     with open(args.out, "w") as f:
