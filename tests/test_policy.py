@@ -163,6 +163,20 @@ def test_routing_runs_only_what_the_gate_chose(saved_world_model, tmp_path, gate
     assert policy.routing_log[-1]["expert"] == [expected] * 3
 
 
+def test_imagining_for_features_alone_decodes_no_frames(saved_world_model, tmp_path):
+    from harmowam.experts.base import FEATURES, FRAMES
+
+    policy = _policy(saved_world_model, BOTH, "average", tmp_path)
+    decoder = _count_calls(policy.world_model.vae.decoder)
+    obs = _observation()
+    ctx = policy._observation_context(obs)
+    with torch.no_grad():
+        features_only = policy._imagine(ctx, {FEATURES})
+        assert features_only.frames is None and features_only.features is not None and not decoder
+        both = policy._imagine(ctx, {FEATURES, FRAMES})
+    assert both.frames.shape[1] == policy.experts["reactive"].frames_read
+
+
 def test_averaging_arithmetic(tmp_path):
     experts = {"predictive": {"name": "mlp", "hidden": 16}, "reactive": {"name": "mlp", "hidden": 16}}
     torch.manual_seed(0)

@@ -384,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("pipeline", help="the main job end to end: generate data, train, evaluate, report")
     pl.add_argument("--preset", default="default",
                     help="'default' (the shipped configs, all six tasks), 'quick' (three tasks, fixed step budgets: "
-                         "about 30 to 75 minutes on 2 CPU cores, by the machine; 45 on the one of 2026-12-06) or "
+                         "38 minutes on the 2 CPU cores of the machine of 2026-12-06; 27 to 65 on earlier machines, by their "
+                         "speed, with 20 demonstrations per task) or "
                          "'smoke' (minutes, checks the steps run)")
     pl.add_argument("--workdir", default=None,
                     help="where data/, runs/, checkpoints/, eval/ and report.json go (default runs/pipeline/<preset>)")

@@ -254,8 +254,8 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
     def _imagine(self, ctx: ExpertContext, needs: set[str]) -> WorldModelOutput | None:
         if not needs or self.world_model is None:
             return None
-        return self.world_model.predict(ctx.image, ctx.instructions, decode=self._frames_to_decode(training=False),
-                                        features=FEATURES in needs,
+        decode = self._frames_to_decode(training=False) if FRAMES in needs else 0
+        return self.world_model.predict(ctx.image, ctx.instructions, decode=decode, features=FEATURES in needs,
                                         num_steps=self.hparams.world_model_steps)
 
     def output_cache(self) -> WorldModelOutputCache | None:
