@@ -266,7 +266,7 @@ def _cmd_pipeline(ns: argparse.Namespace) -> int:
 def _cmd_compare(ns: argparse.Namespace) -> int:
     from harmowam.compare import run_compare
 
-    run_compare(ns.preset, ns.workdir, ns.workers)
+    run_compare(ns.preset, ns.workdir, ns.workers, ns.reuse)
     return 0
 
 
@@ -379,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "one lease), 'smoke' (minutes)")
     cmp.add_argument("--workdir", default=None, help="where everything goes (default runs/compare/<preset>)")
     cmp.add_argument("--workers", type=positive_int, default=2, help="processes for data generation and evaluation")
+    cmp.add_argument("--reuse", default=None, metavar="PIPELINE_DIR",
+                     help="take the data, world model and its cache from a finished pipeline folder with the same "
+                          "tasks and budgets (the cpu preset matches `pipeline --preset quick`: runs/pipeline/quick)")
     cmp.set_defaults(func=_cmd_compare)
 
     pl = sub.add_parser("pipeline", help="the main job end to end: generate data, train, evaluate, report")

@@ -18,6 +18,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +40,15 @@ ABLATIONS = ("average", "keyframe_average", "predictive_without_latent", "reacti
 REFERENCES = ("scripted", "random")
 
 COMPARISONS: dict[str, dict[str, Any]] = {
-    # The quick pipeline's three tasks, data and world model (750 steps), 400 optimiser steps per run (the same
-    # budget for every config, whatever its cost per step; a 10-minute cap only on a far slower machine),
-    # 2 seeds, 3 episodes per task and condition (9 per condition and seed, 18 per cell over seeds). Each run
-    # starts with its own seed_everything. 3.3 hours on the slower 2-core machine (AMD EPYC, AVX2) when its
-    # budgets were 7 and 3 minutes; about 4 with these steps, by the stages' step rates there.
-    "cpu": {"tasks": ["push", "drawer-open", "button-press-topdown"], "episodes": 20,
+    # The quick pipeline's three tasks, data and world model (so a finished `harmowam pipeline --preset quick`
+    # folder can be reused: see `--reuse`), 600 optimiser steps per run (the same budget for every config,
+    # whatever its cost per step; the 10-minute cap binds only on a far slower machine), 2 seeds, 3 episodes
+    # per task and condition (9 per condition and seed, 18 per cell over seeds). Each run starts with its own
+    # seed_everything.
+    "cpu": {"tasks": PIPELINES["quick"]["tasks"], "episodes": PIPELINES["quick"]["episodes"],
             "world_model_overrides": PIPELINES["quick"]["world_model_overrides"], "configs": list(CONFIGS), "seeds": [0, 1],
-            "policy_overrides": ["--trainer.max_steps=400", "--trainer.max_time=00:00:10:00",
-                                 "--trainer.val_check_interval=200",
+            "policy_overrides": ["--trainer.max_steps=600", "--trainer.max_time=00:00:10:00",
+                                 "--trainer.val_check_interval=300",
                                  "--model.init_args.world_model_cache={samples_per_frame: 1}"],
             "eval": {"episodes": 3}},
     # One GPU lease (30 minutes of device time): six tasks, the four configs the paper's Table 1 needs,
@@ -76,7 +78,36 @@ def config_of(policy: str) -> str:
     return head if head and tail.isdigit() else policy
 
 
-def run_compare(preset: str = "cpu", workdir: str | Path | None = None, workers: int = 2) -> dict[str, Any]:
+#: what a finished pipeline folder lends a comparison with the same tasks, data and world-model budget
+REUSABLE = ("data/demos", "data/wm_video", "checkpoints/world_model", "cache/world_model_outputs")
+
+
+def reuse_pipeline_outputs(source: str | Path, workdir: Path) -> list[str]:
+    """Hard-link (or copy) the data, exported world model and world-model cache of a finished pipeline folder
+    into ``workdir`` where it has none; returns what was taken. The data are checked against the preset after."""
+    source = Path(source).resolve()
+    if not (source / "checkpoints" / "world_model" / "world_model.json").is_file():
+        raise FileNotFoundError(f"--reuse {source}: no exported world model there (checkpoints/world_model); "
+                                "give the folder of a finished `harmowam pipeline` run")
+    taken = []
+    for rel in REUSABLE:
+        src, dst = source / rel, workdir / rel
+        if src.is_dir() and not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(src, dst, copy_function=_link_or_copy)
+            taken.append(rel)
+    return taken
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)  # every file there is written once and replaced, never edited in place
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def run_compare(preset: str = "cpu", workdir: str | Path | None = None, workers: int = 2,
+                reuse: str | Path | None = None) -> dict[str, Any]:
     from harmowam.eval.policies import default_device
     from harmowam.eval.runner import EvalConfig, PolicySpec, evaluate
     from harmowam.pipeline import EXPERIMENTS, prepare_data_and_world_model, train_policy
@@ -85,6 +116,9 @@ def run_compare(preset: str = "cpu", workdir: str | Path | None = None, workers:
         raise ValueError(f"unknown comparison preset '{preset}'; presets: {', '.join(COMPARISONS)}")
     spec = COMPARISONS[preset]
     workdir = Path(workdir if workdir is not None else Path("runs") / "compare" / preset).resolve()
+    if reuse is not None:
+        taken = reuse_pipeline_outputs(reuse, workdir)
+        print(f"[compare '{preset}'] from {reuse}: {', '.join(taken) or 'nothing (all present)'}", flush=True)
     tasks = prepare_data_and_world_model(workdir, spec, workers, label=f"compare '{preset}'")
     checkpoints: dict[str, Path] = {}
     for config in spec["configs"]:
