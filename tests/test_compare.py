@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harmowam.compare import COMPARISONS, CONFIGS, config_of, run_name, write_tables
+from harmowam.compare import COMPARISONS, CONFIGS, config_of, reuse_pipeline_outputs, run_name, write_tables
 
 
 def _records() -> list[dict]:
@@ -59,6 +59,30 @@ def test_tables_pool_seeds_and_pair_scenes(tmp_path):
         assert (tmp_path / name).is_file()
     assert list((tmp_path / "tensorboard").glob("events.*"))
     json.loads((tmp_path / "tables.json").read_text())
+
+
+def test_cpu_preset_matches_the_quick_pipeline_it_can_reuse():
+    from harmowam.pipeline import PIPELINES
+
+    quick, cpu = PIPELINES["quick"], COMPARISONS["cpu"]
+    assert (cpu["tasks"], cpu["episodes"], cpu["world_model_overrides"]) == \
+        (quick["tasks"], quick["episodes"], quick["world_model_overrides"])
+
+
+def test_reuse_takes_a_finished_pipeline_folder_and_keeps_what_is_there(tmp_path):
+    src, dst = tmp_path / "pipeline", tmp_path / "compare"
+    for rel in ("data/demos", "data/wm_video", "checkpoints/world_model", "cache/world_model_outputs/k"):
+        (src / rel).mkdir(parents=True)
+        (src / rel / "f.bin").write_bytes(rel.encode())
+    (src / "checkpoints/world_model/world_model.json").write_text("{}")
+    (dst / "data/demos").mkdir(parents=True)  # already there: kept as it is
+    taken = reuse_pipeline_outputs(src, dst)
+    assert taken == ["data/wm_video", "checkpoints/world_model", "cache/world_model_outputs"]
+    assert (dst / "cache/world_model_outputs/k/f.bin").read_bytes() == b"cache/world_model_outputs/k"
+    assert not (dst / "data/demos/f.bin").exists()
+    assert reuse_pipeline_outputs(src, dst) == []
+    with pytest.raises(FileNotFoundError, match="no exported world model"):
+        reuse_pipeline_outputs(tmp_path / "nothing", dst)
 
 
 @pytest.mark.slow
