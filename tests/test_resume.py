@@ -67,3 +67,28 @@ def test_killed_fit_resumes_to_the_uninterrupted_curve(stage, config, tags, tiny
         after = [s for s in want if s >= 4]
         assert [s for s in got if s >= 4] == after
         np.testing.assert_allclose([got[s] for s in after], [want[s] for s in after], rtol=1e-6)
+
+
+def test_pipeline_continues_a_killed_run_and_skips_a_finished_one(tiny_world_model_run, tmp_path, capsys):
+    """The pipeline's and compare's training step: a run killed after its first last.ckpt is continued in its
+    own folder to the end (not taken as trained, not started over), then skipped as finished."""
+    from harmowam.pipeline import FINISHED, train_run
+    from harmowam.safe_load import load_checkpoint
+
+    work = tmp_path / "work"
+    source = tiny_world_model_run.parents[2]
+    shutil.copytree(source / "data", work / "data")
+    shutil.copytree(source / "checkpoints", work / "checkpoints")
+    config = CONFIGS / "tiny_policy.yaml"
+    killed = _fit(config, work, "run", "--trainer.callbacks+=kill_at_step.KillAtStep", "--trainer.callbacks.step=6")
+    assert killed.returncode == -9
+    run = work / "runs" / "run" / "version_0"
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 4
+    overrides = ["--trainer.logger.init_args.name=run", "--trainer.max_steps=12", "--trainer.val_check_interval=100",
+                 "--trainer.callbacks+=harmowam.training.PeriodicLastCheckpoint", "--trainer.callbacks.every_n_steps=4"]
+    assert train_run(work, "run", config, overrides) == run
+    assert "was interrupted: continuing" in capsys.readouterr().out
+    assert (run / FINISHED).is_file() and not (run.parent / "version_1").exists()
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 12
+    assert train_run(work, "run", config, overrides) == run
+    assert "is trained, skipping" in capsys.readouterr().out

@@ -10,7 +10,9 @@ every table so that it shows what the world model adds.
 
 Every step skips work that is already done (a dataset folder with ``meta.json``, an
 exported world model, a trained policy, finished evaluation episodes), so a rerun
-after an interruption resumes. Stages run as ``lightning fit`` subprocesses of the
+after an interruption resumes. A training run counts as done when its ``lightning fit``
+returned (``finished.json`` in its run folder); one that was killed continues from its
+``last.ckpt`` (written every 100 steps) in the same run folder. Stages run as ``lightning fit`` subprocesses of the
 shipped configs, exactly as a user would run them. Each preset works in its own
 folder (``runs/pipeline/<preset>`` by default), so presets never mix their data.
 """
@@ -77,6 +79,10 @@ def _lightning(config: Path, workdir: Path, overrides: list[str]) -> None:
     subprocess.run(cmd, cwd=workdir, check=True)
 
 
+#: written into a run folder when its ``lightning fit`` returned: the run is finished, not merely checkpointed
+FINISHED = "finished.json"
+
+
 def latest_run(workdir: Path, name: str) -> Path | None:
     runs = sorted((workdir / "runs" / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
     return runs[-1] if runs else None
@@ -140,21 +146,33 @@ def prepare_data_and_world_model(workdir: Path, spec: dict[str, Any], workers: i
             raise type(exc)(f"{exc}\n[{label}] {out} cannot be continued by this run: delete that folder and rerun "
                             "(or give another --workdir)") from exc
     if not (workdir / WORLD_MODEL_EXPORT / "world_model.json").is_file():
-        _lightning(EXPERIMENTS / "world_model.yaml", workdir, spec["world_model_overrides"])
+        train_run(workdir, "world_model", EXPERIMENTS / "world_model.yaml", spec["world_model_overrides"])
     else:
         print(f"[world model] {workdir / WORLD_MODEL_EXPORT} exists, skipping")
     return tasks
 
 
-def train_policy(workdir: Path, name: str, config: Path, overrides: list[str]) -> Path:
-    """``lightning fit`` of a stage-2 config as run ``name``, unless its last.ckpt exists; returns the run folder."""
+def train_run(workdir: Path, name: str, config: Path, overrides: list[str]) -> Path:
+    """``lightning fit`` of ``config`` as run ``name`` unless its latest run finished; a run that was killed
+    continues from its ``last.ckpt``. Returns the run folder."""
     run = latest_run(workdir, name)
-    if run is None or not (run / "checkpoints" / "last.ckpt").is_file():
-        _lightning(config, workdir, overrides)
-        run = latest_run(workdir, name)
-    else:
-        print(f"[policy] {run} is trained, skipping")
+    if run is not None and (run / FINISHED).is_file():
+        print(f"[{name}] {run} is trained, skipping")
+        return run
+    last = run / "checkpoints" / "last.ckpt" if run is not None else None
+    if last is not None and last.is_file():
+        print(f"[{name}] {run} was interrupted: continuing from {last}", flush=True)
+        overrides = [*overrides, f"--ckpt_path={last}"]  # cli._continue_logged_run keeps the run folder
+    _lightning(config, workdir, overrides)
+    run = latest_run(workdir, name)
     assert run is not None
+    (run / FINISHED).write_text(json.dumps({"config": str(config), "overrides": overrides}, indent=1))
+    return run
+
+
+def train_policy(workdir: Path, name: str, config: Path, overrides: list[str]) -> Path:
+    """A stage-2 run (:func:`train_run`); prints where its checkpoint is."""
+    run = train_run(workdir, name, config, overrides)
     print(f"[policy] {name}: {run / 'checkpoints' / 'last.ckpt'}", flush=True)
     return run
 
