@@ -19,6 +19,19 @@ def test_harmowam_plugins_lists_builtins_and_the_example_plugin(tmp_path):
     assert any(l.split()[:3] == ["world_model", "latent_flow", "harmowam"] for l in lines)
 
 
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`harmowam plugins | head -1`: the reader leaving is not an error worth a traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "harmowam"), "plugins"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # before the command (a second to import) writes its first line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err
+
+
 def test_data_generate_writes_a_dataset_with_metadata(tmp_path):
     res = run_cli(["harmowam", "data", "generate", "--out", "ds", "--tasks", "button-press-topdown", "--episodes", "2",
                    "--image-size", "32", "--workers", "1", "--background", "train", "--seed", "7"], cwd=tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -499,6 +500,9 @@ def harmowam_main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print("harmowam: interrupted; finished work is kept, rerun the same command to resume", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
+    except BrokenPipeError:  # `harmowam plugins | head`: the reader left, which is not an error of this command
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 141
     finally:
         if on_term is not None:
             signal.signal(signal.SIGTERM, on_term)
