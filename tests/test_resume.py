@@ -87,8 +87,34 @@ def test_pipeline_continues_a_killed_run_and_skips_a_finished_one(tiny_world_mod
     overrides = ["--trainer.logger.init_args.name=run", "--trainer.max_steps=12", "--trainer.val_check_interval=100",
                  "--trainer.callbacks+=harmowam.training.PeriodicLastCheckpoint", "--trainer.callbacks.every_n_steps=4"]
     assert train_run(work, "run", config, overrides) == run
-    assert "was interrupted: continuing" in capsys.readouterr().out
+    assert "did not finish (no finished.json): continuing" in capsys.readouterr().out
     assert (run / FINISHED).is_file() and not (run.parent / "version_1").exists()
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 12
     assert train_run(work, "run", config, overrides) == run
     assert "is trained, skipping" in capsys.readouterr().out
+
+
+def test_last_ckpt_is_the_final_step_when_training_ends_between_intervals(tiny_world_model_run, tmp_path):
+    """A run of 7 steps with last.ckpt every 3 and a validation at step 5: last.ckpt holds step 7 (it held step 6,
+    and the validations' own last went to last-v1.ckpt, which the pipeline never read); so do the shipped configs."""
+    import yaml
+    from harmowam.safe_load import load_checkpoint
+
+    work = tmp_path / "work"
+    source = tiny_world_model_run.parents[2]
+    shutil.copytree(source / "data", work / "data")
+    shutil.copytree(source / "checkpoints", work / "checkpoints")
+    cmd = [str(Path(sys.executable).parent / "lightning"), "fit", "-c", str(CONFIGS / "tiny_policy.yaml"),
+           "--trainer.logger.init_args.name=run", "--trainer.max_steps=7", "--trainer.val_check_interval=5",
+           "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint", "--trainer.callbacks.save_last=true",
+           "--trainer.callbacks.enable_version_counter=false",
+           "--trainer.callbacks+=harmowam.training.PeriodicLastCheckpoint", "--trainer.callbacks.every_n_steps=3"]
+    res = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    checkpoints = work / "runs" / "run" / "version_0" / "checkpoints"
+    assert load_checkpoint(checkpoints / "last.ckpt")["global_step"] == 7
+    assert not (checkpoints / "last-v1.ckpt").exists()
+    for config in ("world_model.yaml", "base/stage2.yaml"):
+        callbacks = yaml.safe_load((TESTS.parent / "experiments" / config).read_text())["trainer"]["callbacks"]
+        [checkpoint] = [c for c in callbacks if c["class_path"].endswith("ModelCheckpoint")]
+        assert checkpoint["init_args"]["enable_version_counter"] is False, config

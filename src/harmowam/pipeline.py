@@ -161,7 +161,7 @@ def train_run(workdir: Path, name: str, config: Path, overrides: list[str]) -> P
         return run
     last = run / "checkpoints" / "last.ckpt" if run is not None else None
     if last is not None and last.is_file():
-        print(f"[{name}] {run} was interrupted: continuing from {last}", flush=True)
+        print(f"[{name}] {run} did not finish (no {FINISHED}): continuing from {last}", flush=True)
         overrides = [*overrides, f"--ckpt_path={last}"]  # cli._continue_logged_run keeps the run folder
     _lightning(config, workdir, overrides)
     run = latest_run(workdir, name)
