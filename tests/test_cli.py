@@ -2,6 +2,9 @@
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,10 +24,6 @@ def test_harmowam_plugins_lists_builtins_and_the_example_plugin(tmp_path):
 
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
     """`harmowam plugins | head -1`: the reader leaving is not an error worth a traceback."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     proc = subprocess.Popen([str(Path(sys.executable).parent / "harmowam"), "plugins"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdout.close()  # before the command (a second to import) writes its first line

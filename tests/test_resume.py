@@ -25,6 +25,15 @@ def _fit(config: Path, work: Path, name: str, *extra: str) -> subprocess.Complet
     return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
 
 
+def _work_folder(tiny_world_model_run: Path, tmp_path: Path) -> Path:
+    """A folder with the tiny data and the tiny world model that stage 2 reads."""
+    work = tmp_path / "work"
+    source = tiny_world_model_run.parents[2]
+    shutil.copytree(source / "data", work / "data")
+    shutil.copytree(source / "checkpoints", work / "checkpoints")
+    return work
+
+
 def _losses(run: Path, tag: str) -> dict[int, float]:
     """The last value logged for each step (a resumed run rewrites the steps after its checkpoint)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -46,10 +55,7 @@ def _losses(run: Path, tag: str) -> dict[int, float]:
     ("policy", CONFIGS / "tiny_policy.yaml", ["train/loss"]),
 ])
 def test_killed_fit_resumes_to_the_uninterrupted_curve(stage, config, tags, tiny_world_model_run, tmp_path):
-    work = tmp_path / "work"
-    source = tiny_world_model_run.parents[2]
-    shutil.copytree(source / "data", work / "data")
-    shutil.copytree(source / "checkpoints", work / "checkpoints")  # stage 2 reads the tiny world model
+    work = _work_folder(tiny_world_model_run, tmp_path)
     whole = _fit(config, work, "whole")
     assert whole.returncode == 0, whole.stderr[-3000:]
     killed = _fit(config, work, "killed", "--trainer.callbacks+=kill_at_step.KillAtStep",
@@ -75,10 +81,7 @@ def test_pipeline_continues_a_killed_run_and_skips_a_finished_one(tiny_world_mod
     from harmowam.pipeline import FINISHED, train_run
     from harmowam.safe_load import load_checkpoint
 
-    work = tmp_path / "work"
-    source = tiny_world_model_run.parents[2]
-    shutil.copytree(source / "data", work / "data")
-    shutil.copytree(source / "checkpoints", work / "checkpoints")
+    work = _work_folder(tiny_world_model_run, tmp_path)
     config = CONFIGS / "tiny_policy.yaml"
     killed = _fit(config, work, "run", "--trainer.callbacks+=kill_at_step.KillAtStep", "--trainer.callbacks.step=6")
     assert killed.returncode == -9
@@ -100,10 +103,7 @@ def test_last_ckpt_is_the_final_step_when_training_ends_between_intervals(tiny_w
     import yaml
     from harmowam.safe_load import load_checkpoint
 
-    work = tmp_path / "work"
-    source = tiny_world_model_run.parents[2]
-    shutil.copytree(source / "data", work / "data")
-    shutil.copytree(source / "checkpoints", work / "checkpoints")
+    work = _work_folder(tiny_world_model_run, tmp_path)
     cmd = [str(Path(sys.executable).parent / "lightning"), "fit", "-c", str(CONFIGS / "tiny_policy.yaml"),
            "--trainer.logger.init_args.name=run", "--trainer.max_steps=7", "--trainer.val_check_interval=5",
            "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint", "--trainer.callbacks.save_last=true",

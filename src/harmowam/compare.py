@@ -78,19 +78,19 @@ def config_of(policy: str) -> str:
     return head if head and tail.isdigit() else policy
 
 
-#: what a finished pipeline folder lends a comparison with the same tasks, data and world-model budget
-REUSABLE = ("data/demos", "data/wm_video", "checkpoints/world_model", "cache/world_model_outputs")
-
-
 def reuse_pipeline_outputs(source: str | Path, workdir: Path) -> list[str]:
     """Hard-link (or copy) the data, exported world model and world-model cache of a finished pipeline folder
     into ``workdir`` where it has none; returns what was taken. The data are checked against the preset after."""
+    from harmowam.pipeline import WORLD_MODEL_EXPORT
+    from harmowam.policy_module import DEFAULT_CACHE_DIR
+    from harmowam.sim.generate import PRESETS
+
     source = Path(source).resolve()
-    if not (source / "checkpoints" / "world_model" / "world_model.json").is_file():
-        raise FileNotFoundError(f"--reuse {source}: no exported world model there (checkpoints/world_model); "
+    if not (source / WORLD_MODEL_EXPORT / "world_model.json").is_file():
+        raise FileNotFoundError(f"--reuse {source}: no exported world model there ({WORLD_MODEL_EXPORT}); "
                                 "give the folder of a finished `harmowam pipeline` run")
     taken = []
-    for rel in REUSABLE:
+    for rel in [*(f"data/{regime}" for regime in PRESETS), str(WORLD_MODEL_EXPORT), DEFAULT_CACHE_DIR]:
         src, dst = source / rel, workdir / rel
         if src.is_dir() and not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ class PeriodicLastCheckpoint(Callback):
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be at least 1, got {every_n_steps}")
         self.every_n_steps = every_n_steps
+        self._start_step: int | None = None  # the global step this fit started from
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start_step = trainer.global_step
@@ -35,7 +36,7 @@ class PeriodicLastCheckpoint(Callback):
         # The final state, when the run ended between two intervals: without this, last.ckpt of a 1250-step run
         # held step 1200, and the pipeline evaluated that. A fit that trained no step (a finished run resumed)
         # leaves the file as it is, so an evaluation's fingerprint of it still holds.
-        if trainer.global_step != getattr(self, "_start_step", None) and trainer.global_step % self.every_n_steps:
+        if trainer.global_step != self._start_step and trainer.global_step % self.every_n_steps:
             self._save_last(trainer)
 
     @staticmethod
