@@ -160,7 +160,11 @@ def test_pipeline_refuses_a_finished_data_folder_made_with_other_settings(tmp_pa
                         "env_state": np.zeros((3, 39), np.float32), "action": np.zeros((3, 4), np.float32)},
                        task="push", instruction="push the puck to the goal", seed=0)
     writer.close()
-    with pytest.raises(DatasetError, match=r"holds 20 episodes per task of push, drawer-open, but this run asks "
-                                           r"for 3 of push, drawer-open.*another --workdir"):
+    with pytest.raises(DatasetError, match=r"holds 20 episodes per task of push, drawer-open at 16 px, but this run "
+                                           r"asks for 3 of push, drawer-open at 64 px.*another --workdir"):
         prepare_data_and_world_model(tmp_path, PIPELINES["smoke"], workers=1, label="test")
+    # the right tasks and episodes at another frame side are refused as well
+    same_but_size = {**PIPELINES["smoke"], "episodes": 20, "image_size": 48}
+    with pytest.raises(DatasetError, match=r"at 16 px, but this run asks for 20 of push, drawer-open at 48 px"):
+        prepare_data_and_world_model(tmp_path, same_but_size, workers=1, label="test")
     assert (demos / "meta.json").is_file()  # nothing was deleted

@@ -36,7 +36,10 @@ WORLD_MODEL_EXPORT = Path("checkpoints/world_model")  # where world_model.yaml e
 #: the stage-2 configs every preset trains on the demonstrations and evaluates, by run name
 POLICIES = ("harmowam", "bc_baseline")
 
-#: pipeline presets: tasks and episodes per regime, `lightning` overrides per stage, evaluation size
+#: rendered frame side when a preset names none; the world model and policies take theirs from the data
+DEFAULT_IMAGE_SIZE = 64
+
+#: pipeline presets: tasks and episodes per regime, frame side (``image_size``, optional), `lightning` overrides per stage, evaluation size
 PIPELINES: dict[str, dict[str, Any]] = {
     # The shipped configs as they are, all six tasks, 10 episodes per cell.
     "default": {"tasks": None, "episodes": None, "world_model_overrides": [], "policy_overrides": {},
@@ -110,17 +113,20 @@ def regime_episodes(spec: dict[str, Any], regime: str) -> int:
     return episodes or PRESETS[regime]["episodes"]
 
 
-def _check_finished_data(out: Path, tasks: list[str], episodes: int, label: str) -> None:
+def _check_finished_data(out: Path, tasks: list[str], episodes: int, image_size: int, label: str) -> None:
     """A finished data folder is reused only if it holds what this preset asks for: one made by another preset
     (or by an older version of this one, with 20 demonstrations per task) would silently train everything after
-    it on other data, and the steps after it would be skipped as done as well."""
-    generation = json.loads((out / "meta.json").read_text()).get("generation") or {}
+    it on other data, and the steps after it would be skipped as done as well. The same holds for the frame side."""
+    meta = json.loads((out / "meta.json").read_text())
+    generation = meta.get("generation") or {}
     have_tasks, have_episodes = generation.get("tasks"), generation.get("episodes_per_task")
     if have_tasks is None or have_episodes is None:
         return  # not made by `harmowam data generate`: the user's own folder, taken as it is
-    if list(have_tasks) != list(tasks) or have_episodes != episodes:
-        raise DatasetError(f"[{label}] {out} holds {have_episodes} episodes per task of {', '.join(have_tasks)}, but "
-                           f"this run asks for {episodes} of {', '.join(tasks)}; the world model and policies in "
+    have_size = meta["keys"]["image"]["shape"][0]
+    if list(have_tasks) != list(tasks) or have_episodes != episodes or have_size != image_size:
+        raise DatasetError(f"[{label}] {out} holds {have_episodes} episodes per task of {', '.join(have_tasks)} at "
+                           f"{have_size} px, but this run asks for {episodes} of {', '.join(tasks)} at {image_size} px; "
+                           f"the world model and policies in "
                            f"{out.parents[1]} were trained on it too: give another --workdir, or delete that folder "
                            "and rerun")
 
@@ -133,11 +139,12 @@ def prepare_data_and_world_model(workdir: Path, spec: dict[str, Any], workers: i
     for regime, p in PRESETS.items():
         out = workdir / "data" / regime
         episodes = regime_episodes(spec, regime)
+        image_size = spec.get("image_size", DEFAULT_IMAGE_SIZE)
         if (out / "meta.json").is_file():
-            _check_finished_data(out, tasks, episodes, label)
+            _check_finished_data(out, tasks, episodes, image_size, label)
             print(f"[data] {out} exists, skipping")
             continue
-        cfg = GenerationConfig(tasks=tasks, episodes=episodes, seed=p["seed"],
+        cfg = GenerationConfig(tasks=tasks, episodes=episodes, seed=p["seed"], image_size=image_size,
                                variation=SceneVariation(**p["variation"]), workers=workers,
                                action_noise=p.get("action_noise", 0.0))
         try:
