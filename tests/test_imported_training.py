@@ -12,6 +12,7 @@ pytest.importorskip("av")
 from conftest import CONFIGS, run_cli  # noqa: E402
 
 from harmowam.data.lerobot import import_lerobot  # noqa: E402
+from harmowam.safe_load import load_checkpoint  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "lerobot_v3_tiny"
 # two episodes: one for training, one for validation
@@ -37,7 +38,6 @@ def test_world_model_takes_image_size_and_instructions_from_the_data(work):
 
 def test_policy_trains_with_the_data_widths_and_acts(work):
     from harmowam.policy_module import PolicyModule
-    from harmowam.safe_load import load_checkpoint
 
     res = run_cli(["lightning", "fit", "-c", str(CONFIGS / "tiny_policy.yaml"), *SPLIT], cwd=work)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -55,3 +55,14 @@ def test_widths_that_contradict_the_data_are_refused_by_name(work):
                    "--trainer.max_steps=1"], cwd=work)
     assert res.returncode != 0
     assert "data/tiny holds 96 px frames, 6-D state and 7-D actions, but the model takes 96 px" in res.stderr
+
+
+def test_a_policy_without_world_model_takes_the_image_size_from_the_data(work):
+    """Behaviour cloning has no world model to take its frame side from: it is the data's (96 px), not 64."""
+    res = run_cli(["lightning", "fit", "-c", str(CONFIGS / "tiny_policy.yaml"), *SPLIT, "--model.init_args.world_model=null",
+                   "--model.init_args.experts={predictive: {name: behavior_cloning}}",
+                   "--model.init_args.gate=always_predictive", "--data.init_args.label_strategy=null",
+                   "--trainer.logger.init_args.name=tiny_bc"], cwd=work)
+    assert res.returncode == 0, res.stderr[-3000:]
+    hp = load_checkpoint(next((work / "runs" / "tiny_bc").rglob("*.ckpt")))["hyper_parameters"]
+    assert hp["image_size"] == 96

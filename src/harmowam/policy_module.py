@@ -173,8 +173,9 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
         data = data_shapes(dm.stores)
         ours = (self.shapes.image_size, self.shapes.state_dim, self.shapes.action_dim)
         if (data.image_size, data.state_dim, data.action_dim) != ours:
+            whose = " (its world model's)" if self.world_model is not None else ""
             raise ValueError(f"{dm.stores[0].path} holds {data.image_size} px frames, {data.state_dim}-D state and "
-                             f"{data.action_dim}-D actions, but the model takes {ours[0]} px (its world model's), "
+                             f"{data.action_dim}-D actions, but the model takes {ours[0]} px{whose}, "
                              f"{ours[1]}-D and {ours[2]}-D: leave model.state_dim and model.action_dim unset to take "
                              "them from the data, and train the world model on frames of this size")
         if spec.num_history != 1:

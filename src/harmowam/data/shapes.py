@@ -60,13 +60,16 @@ def _fill_vocabulary(encoder: Any, instructions: tuple[str, ...]) -> Any:
 def fill_model_args(init_args: dict[str, Any], shapes: DataShapes) -> dict[str, Any]:
     """The model's ``init_args`` with every data-given setting the config left unset filled in.
 
-    Works on the policy module (``action_dim``, ``state_dim``, ``instruction_encoder``) and on
-    the world-model module (its ``world_model`` spec's ``image_size`` and instruction encoder).
+    Works on the policy module (``action_dim``, ``state_dim``, ``instruction_encoder``, and ``image_size`` when
+    it has no world model, whose frame side it takes otherwise) and on the world-model module (its
+    ``world_model`` spec's ``image_size`` and instruction encoder).
     """
     args = dict(init_args)
     for key, value in (("action_dim", shapes.action_dim), ("state_dim", shapes.state_dim)):
         if key in args and args[key] is None:
             args[key] = value
+    if "image_size" in args and args["image_size"] is None and not args.get("world_model"):
+        args["image_size"] = shapes.image_size  # a policy without a world model (behaviour cloning)
     if "instruction_encoder" in args:
         args["instruction_encoder"] = _fill_vocabulary(args["instruction_encoder"], shapes.instructions)
     spec = args.get("world_model")
