@@ -65,8 +65,8 @@ def test_cpu_preset_matches_the_quick_pipeline_it_can_reuse():
     from harmowam.pipeline import PIPELINES
 
     quick, cpu = PIPELINES["quick"], COMPARISONS["cpu"]
-    assert (cpu["tasks"], cpu["episodes"], cpu["world_model_overrides"]) == \
-        (quick["tasks"], quick["episodes"], quick["world_model_overrides"])
+    keys = ("tasks", "episodes", "image_size", "world_model_overrides")
+    assert [cpu[k] for k in keys] == [quick[k] for k in keys]
 
 
 def test_reuse_takes_a_finished_pipeline_folder_and_keeps_what_is_there(tmp_path):

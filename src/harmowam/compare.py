@@ -46,6 +46,7 @@ COMPARISONS: dict[str, dict[str, Any]] = {
     # per task and condition (9 per condition and seed, 18 per cell over seeds). Each run starts with its own
     # seed_everything.
     "cpu": {"tasks": PIPELINES["quick"]["tasks"], "episodes": PIPELINES["quick"]["episodes"],
+            "image_size": PIPELINES["quick"]["image_size"],
             "world_model_overrides": PIPELINES["quick"]["world_model_overrides"], "configs": list(CONFIGS), "seeds": [0, 1],
             "policy_overrides": ["--trainer.max_steps=600", "--trainer.max_time=00:00:10:00",
                                  "--trainer.val_check_interval=300",
