@@ -354,7 +354,9 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
         # sample, when it holds what inference reads, is such a prediction already computed.
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(batch_idx)
-            infer = self._base_context(ctx.image, ctx.state, ctx.instructions)
+            # the losses' context was built without augmentation: its encodings are what inference computes
+            infer = ExpertContext(image=ctx.image, state=ctx.state, instructions=ctx.instructions,
+                                  instruction_tokens=ctx.instruction_tokens, image_tokens=ctx.image_tokens)
             needs, cached = self._needs(training=False), ctx.world_model
             if (self.output_cache() is not None and cached is not None
                     and (FRAMES not in needs or cached.frames is not None)
