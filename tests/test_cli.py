@@ -63,6 +63,8 @@ def test_bad_input_gives_one_clear_line(tmp_path, tiny_data):
 @pytest.mark.parametrize("args, message", [
     (["eval", "--policy", "random", "--workers", "0"], "argument --workers: must be a positive integer, got 0"),
     (["data", "generate", "--out", "x", "--image-size", "7"], "argument --image-size: must be a multiple of 8"),
+    (["pipeline", "--preset", "smoke", "--image-size", "7"], "argument --image-size: must be a multiple of 8"),
+    (["compare", "--preset", "smoke", "--image-size", "7"], "argument --image-size: must be a multiple of 8"),
 ])
 def test_bad_numbers_are_refused_by_the_option_name(tmp_path, args, message):
     res = run_cli(["harmowam", *args], cwd=tmp_path)

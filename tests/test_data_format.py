@@ -168,3 +168,17 @@ def test_pipeline_refuses_a_finished_data_folder_made_with_other_settings(tmp_pa
     with pytest.raises(DatasetError, match=r"at 16 px, but this run asks for 20 of push, drawer-open at 48 px"):
         prepare_data_and_world_model(tmp_path, same_but_size, workers=1, label="test")
     assert (demos / "meta.json").is_file()  # nothing was deleted
+
+
+def test_another_frame_side_replaces_the_presets_and_gets_its_own_default_folder():
+    from harmowam.compare import COMPARISONS
+    from harmowam.pipeline import DEFAULT_IMAGE_SIZE, PIPELINES, default_workdir, sized
+
+    spec, suffix = sized(PIPELINES["quick"], 64)
+    assert spec["image_size"] == 64 and spec["tasks"] == PIPELINES["quick"]["tasks"] and suffix == "_64px"
+    assert PIPELINES["quick"]["image_size"] == 48  # the preset itself is untouched
+    assert default_workdir("quick", suffix).as_posix() == "runs/pipeline/quick_64px"
+    assert sized(PIPELINES["quick"], 48) == (PIPELINES["quick"], "")  # its own size: the usual folder
+    assert sized(PIPELINES["smoke"], None) == (PIPELINES["smoke"], "")
+    assert sized(PIPELINES["smoke"], DEFAULT_IMAGE_SIZE)[1] == ""  # a preset without a size renders at the default
+    assert sized(COMPARISONS["cpu"], 64)[0]["image_size"] == 64

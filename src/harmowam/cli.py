@@ -260,14 +260,14 @@ def _cmd_data_export_lerobot(ns: argparse.Namespace) -> int:
 def _cmd_pipeline(ns: argparse.Namespace) -> int:
     from harmowam.pipeline import run_pipeline
 
-    run_pipeline(ns.workdir, ns.preset, ns.workers)
+    run_pipeline(ns.workdir, ns.preset, ns.workers, ns.image_size)
     return 0
 
 
 def _cmd_compare(ns: argparse.Namespace) -> int:
     from harmowam.compare import run_compare
 
-    run_compare(ns.preset, ns.workdir, ns.workers, ns.reuse)
+    run_compare(ns.preset, ns.workdir, ns.workers, ns.reuse, ns.image_size)
     return 0
 
 
@@ -376,9 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
                                          "model, several seeds, one paired evaluation, the paper's tables",
                          formatter_class=DefaultsHelpFormatter)
     cmp.add_argument("--preset", default="cpu", choices=list(COMPARISONS),
-                     help="'cpu' (3 tasks, 9 configs x 2 seeds, about 2 hours on 2 cores), 'gpu' (6 tasks, 4 configs, "
-                          "one lease), 'smoke' (minutes)")
-    cmp.add_argument("--workdir", default=None, help="where everything goes (default runs/compare/<preset>)")
+                     help="'cpu' (3 tasks at 48 px, 9 configs x 2 seeds, about 70 minutes on 2 cores), 'gpu' (6 tasks, "
+                          "4 configs, one lease), 'smoke' (minutes)")
+    cmp.add_argument("--workdir", default=None,
+                     help="where everything goes (default runs/compare/<preset>, or <preset>_<size>px with --image-size)")
+    cmp.add_argument("--image-size", type=image_size, default=None,
+                     help="frame side in pixels instead of the preset's (cpu: 48, as the quick pipeline; gpu: 64)")
     cmp.add_argument("--workers", type=positive_int, default=2, help="processes for data generation and evaluation")
     cmp.add_argument("--reuse", default=None, metavar="PIPELINE_DIR",
                      help="take the data, world model and its cache from a finished pipeline folder with the same "
@@ -387,12 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("pipeline", help="the main job end to end: generate data, train, evaluate, report")
     pl.add_argument("--preset", default="default",
-                    help="'default' (the shipped configs, all six tasks), 'quick' (three tasks, fixed step budgets: "
-                         "38 minutes on the 2 CPU cores of the machine of 2026-12-06; 27 to 65 on earlier machines, by their "
-                         "speed, with 20 demonstrations per task) or "
-                         "'smoke' (minutes, checks the steps run)")
+                    help="'default' (the shipped configs, all six tasks, 64 px), 'quick' (three tasks at 48 px, fixed "
+                         "step budgets: 23 to 26 minutes on the 2 CPU cores of the machine of 2026-12-07; 38 to 41 at 64 px) "
+                         "or 'smoke' (minutes, checks the steps run)")
     pl.add_argument("--workdir", default=None,
-                    help="where data/, runs/, checkpoints/, eval/ and report.json go (default runs/pipeline/<preset>)")
+                    help="where data/, runs/, checkpoints/, eval/ and report.json go (default runs/pipeline/<preset>, "
+                         "or <preset>_<size>px with --image-size)")
+    pl.add_argument("--image-size", type=image_size, default=None,
+                    help="frame side in pixels instead of the preset's (quick: 48; default, smoke: 64)")
     pl.add_argument("--workers", type=positive_int, default=2, help="processes for data generation and evaluation")
     pl.set_defaults(func=_cmd_pipeline)
 

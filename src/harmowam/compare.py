@@ -108,15 +108,15 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def run_compare(preset: str = "cpu", workdir: str | Path | None = None, workers: int = 2,
-                reuse: str | Path | None = None) -> dict[str, Any]:
+                reuse: str | Path | None = None, image_size: int | None = None) -> dict[str, Any]:
     from harmowam.eval.policies import default_device
     from harmowam.eval.runner import EvalConfig, PolicySpec, evaluate
-    from harmowam.pipeline import EXPERIMENTS, prepare_data_and_world_model, train_policy
+    from harmowam.pipeline import EXPERIMENTS, prepare_data_and_world_model, sized, train_policy
 
     if preset not in COMPARISONS:
         raise ValueError(f"unknown comparison preset '{preset}'; presets: {', '.join(COMPARISONS)}")
-    spec = COMPARISONS[preset]
-    workdir = Path(workdir if workdir is not None else Path("runs") / "compare" / preset).resolve()
+    spec, suffix = sized(COMPARISONS[preset], image_size)
+    workdir = Path(workdir if workdir is not None else Path("runs") / "compare" / f"{preset}{suffix}").resolve()
     if reuse is not None:
         taken = reuse_pipeline_outputs(reuse, workdir)
         print(f"[compare '{preset}'] from {reuse}: {', '.join(taken) or 'nothing (all present)'}", flush=True)

@@ -102,8 +102,16 @@ def final_metrics(run: Path) -> dict[str, float]:
     return {tag: acc.Scalars(tag)[-1].value for tag in acc.Tags()["scalars"]}
 
 
-def default_workdir(preset: str) -> Path:
-    return Path("runs") / "pipeline" / preset
+def sized(spec: dict[str, Any], image_size: int | None) -> tuple[dict[str, Any], str]:
+    """A preset with its frame side replaced by ``image_size`` (None: as it is), and the suffix its default folder
+    takes then (``_64px``), so that runs at two sizes of one preset never share a folder."""
+    if image_size is None or image_size == spec.get("image_size", DEFAULT_IMAGE_SIZE):
+        return spec, ""
+    return {**spec, "image_size": image_size}, f"_{image_size}px"
+
+
+def default_workdir(preset: str, suffix: str = "") -> Path:
+    return Path("runs") / "pipeline" / f"{preset}{suffix}"
 
 
 def regime_episodes(spec: dict[str, Any], regime: str) -> int:
@@ -186,14 +194,15 @@ def train_policy(workdir: Path, name: str, config: Path, overrides: list[str]) -
     return run
 
 
-def run_pipeline(workdir: str | Path | None = None, preset: str = "default", workers: int = 2) -> dict[str, Any]:
+def run_pipeline(workdir: str | Path | None = None, preset: str = "default", workers: int = 2,
+                 image_size: int | None = None) -> dict[str, Any]:
     from harmowam.eval.policies import default_device
     from harmowam.eval.runner import EvalConfig, PolicySpec, evaluate
 
     if preset not in PIPELINES:
         raise ValueError(f"unknown pipeline preset '{preset}'; presets: {', '.join(PIPELINES)}")
-    spec = PIPELINES[preset]
-    workdir = Path(workdir if workdir is not None else default_workdir(preset)).resolve()
+    spec, suffix = sized(PIPELINES[preset], image_size)
+    workdir = Path(workdir if workdir is not None else default_workdir(preset, suffix)).resolve()
     tasks = prepare_data_and_world_model(workdir, spec, workers, label=f"pipeline preset '{preset}'")
     run = latest_run(workdir, "world_model")
     assert run is not None
