@@ -36,8 +36,9 @@ WORLD_MODEL_EXPORT = Path("checkpoints/world_model")  # where world_model.yaml e
 #: the stage-2 configs every preset trains on the demonstrations and evaluates, by run name
 POLICIES = ("harmowam", "bc_baseline")
 
-#: rendered frame side when a preset names none; the world model and policies take theirs from the data
-DEFAULT_IMAGE_SIZE = 64
+#: rendered frame side when a preset names none (what `harmowam data generate` renders); the world model and
+#: policies take theirs from the data
+DEFAULT_IMAGE_SIZE = GenerationConfig.image_size
 
 #: pipeline presets: tasks and episodes per regime, frame side (``image_size``, optional), `lightning` overrides per stage, evaluation size
 PIPELINES: dict[str, dict[str, Any]] = {
@@ -146,10 +147,10 @@ def prepare_data_and_world_model(workdir: Path, spec: dict[str, Any], workers: i
     workdir.mkdir(parents=True, exist_ok=True)
     tasks = spec["tasks"] or list_tasks()
     print(f"[{label}] in {workdir}: tasks {', '.join(tasks)}", flush=True)
+    image_size = spec.get("image_size", DEFAULT_IMAGE_SIZE)
     for regime, p in PRESETS.items():
         out = workdir / "data" / regime
         episodes = regime_episodes(spec, regime)
-        image_size = spec.get("image_size", DEFAULT_IMAGE_SIZE)
         if (out / "meta.json").is_file():
             _check_finished_data(out, tasks, episodes, image_size, label)
             print(f"[data] {out} exists, skipping")
