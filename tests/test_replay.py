@@ -62,3 +62,21 @@ def test_dart_demonstrations_store_clean_actions_and_replay_with_their_noise(tmp
     for action in ep["action"][:10]:
         obs, *_ = env.step(action)
     assert not np.allclose(obs[:39], ep["env_state"][10])
+
+
+def test_first_observation_and_frame_show_the_scene_as_it_is():
+    """Meta-World's reset moves the drawer and the goal marker after its last forward pass: without a fix the
+    first observation put drawer-open's handle 3 cm from where the first step found it, and the first frame drew
+    the scene of a discarded random draw. Nothing may move on a zero action right after a reset."""
+    from harmowam.sim.env import render, reset_scene
+    from harmowam.sim.tasks import list_tasks
+
+    for task in list_tasks():
+        reset_scene(task, {}, 5, 32)  # an earlier episode in the same environment
+        env, first = reset_scene(task, {}, 6, 32)
+        first_frame = render(env)
+        after, *_ = env.step(np.zeros(4))
+        moved = np.abs(after[:18] - first[:18]).max()
+        assert moved < 1e-3, f"{task}: the first observation is {moved:.3f} from the scene one step later"
+        changed = (np.abs(render(env).astype(int) - first_frame.astype(int)).max(axis=-1) > 8).sum()
+        assert changed <= 12, f"{task}: {changed} pixels of the first frame change on a zero action"

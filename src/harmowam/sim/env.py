@@ -119,9 +119,23 @@ def close_cached_envs() -> None:
 
 
 def reset_env(env: Any, seed: int) -> np.ndarray:
+    """Reset for ``seed`` and return the first observation, of the scene as it now is.
+
+    Meta-World's reset moves bodies and sites through the model (``model.body("drawer").pos``,
+    ``model.site("goal").pos``) after its last forward pass, and it runs ``reset_model`` twice, so
+    without a forward pass here the first observation and frame show the first, discarded random
+    draw: drawer-open's handle in ``obs[4:7]`` and its drawer drawn centimetres from where it is,
+    push's goal marker drawn elsewhere. A forward pass only recomputes positions; the physics that
+    follows is unchanged. The observation is then taken again, with itself as the previous frame
+    (``obs[18:36]``) as Meta-World's reset does.
+    """
+    import mujoco
+
     env.seed(int(seed))
-    obs, _ = env.reset()
-    return obs
+    env.reset()
+    mujoco.mj_forward(env.model, env.data)
+    env._prev_obs = env._get_curr_obs_combined_no_goal()
+    return env._get_obs().astype(np.float64)
 
 
 def reset_scene(task: str, variation: dict[str, Any], seed: int, image_size: int = 64,
