@@ -3,7 +3,7 @@
     python benchmarks/overfit_replay.py --workdir runs/pipeline/quick
 
 Takes the first ``--episodes`` demonstrations of each task from ``<workdir>/data/demos``,
-trains stage 2 (``experiments/harmowam.yaml``, on ``<workdir>/checkpoints/world_model``,
+trains stage 2 (``--config``, ``experiments/harmowam.yaml`` by default, on ``<workdir>/checkpoints/world_model``,
 without image augmentation unless ``--augment``) on them alone until the experts fit
 them, and rolls the policy out in closed loop on
 exactly those episodes' stored seeds and scene, with the predictive expert alone,
@@ -29,9 +29,10 @@ import numpy as np
 from harmowam.data.subset import write_subset
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "experiments" / "harmowam.yaml"
 
 
-def train(workdir: Path, data: Path, steps: int, name: str, augment: bool) -> Path:
+def train(workdir: Path, data: Path, steps: int, name: str, augment: bool, config: Path) -> Path:
     """Stage 2 on the subset for ``steps`` optimiser steps; a finished run is reused, a killed one resumed."""
     from harmowam.safe_load import load_checkpoint
 
@@ -43,7 +44,7 @@ def train(workdir: Path, data: Path, steps: int, name: str, augment: bool) -> Pa
     callbacks = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                   "init_args": {"save_last": True, "save_top_k": 0}},
                  {"class_path": "harmowam.training.PeriodicLastCheckpoint", "init_args": {"every_n_steps": 250}}]
-    cmd = [str(Path(sys.executable).parent / "lightning"), "fit", "-c", str(REPO / "experiments" / "harmowam.yaml"),
+    cmd = [str(Path(sys.executable).parent / "lightning"), "fit", "-c", str(config),
            f"--data.init_args.data_dirs=[{data}]", "--data.init_args.val_fraction=0",
            "--trainer.limit_val_batches=0", f"--trainer.callbacks={json.dumps(callbacks)}",
            f"--trainer.max_steps={steps}", "--trainer.max_time=null",
@@ -99,6 +100,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500, help="stage-2 optimiser steps on them")
     ap.add_argument("--max-steps", type=int, default=200, help="step limit per replayed episode")
     ap.add_argument("--augment", action="store_true", help="keep the config's image augmentation (off by default)")
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="the stage-2 config to train (a variant to compare)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "overfit_replay.json"))
     args = ap.parse_args()
 
@@ -106,8 +108,10 @@ def main() -> None:
     workdir = Path(args.workdir).resolve()
     data = write_subset(workdir / "data" / "demos", workdir / "data" / f"overfit_{args.episodes}", args.episodes)
     # the run's name carries its size, so a rerun with other settings trains anew instead of reusing a checkpoint
-    name = f"overfit_{args.episodes}ep_{args.steps}steps" + ("_augmented" if args.augment else "")
-    ckpt = train(workdir, data, args.steps, name, args.augment)
+    config = Path(args.config).resolve()
+    name = (f"overfit_{args.episodes}ep_{args.steps}steps" + ("_augmented" if args.augment else "")
+            + ("" if config == DEFAULT_CONFIG else f"_{config.stem}"))
+    ckpt = train(workdir, data, args.steps, name, args.augment, config)
     results = {}
     for gate in ("predictive", "reactive", "learned"):
         for n in (8, 1):
@@ -117,7 +121,7 @@ def main() -> None:
             mae = np.mean([r["action_mae_on_demo_states"] for r in rows])
             print(f"{gate:10s} n_action_steps={n}: success {rate:.2f} ({sum(r['success'] for r in rows)}/{len(rows)}), "
                   f"action MAE on the demonstrations' first states {mae:.3f}", flush=True)
-    report = {"workdir": str(workdir), "data": str(data), "checkpoint": str(ckpt), "steps": args.steps,
+    report = {"workdir": str(workdir), "config": str(config), "data": str(data), "checkpoint": str(ckpt), "steps": args.steps,
               "episodes_per_task": args.episodes, "augment": args.augment, "results": results}
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
