@@ -10,7 +10,7 @@ its full five-step loop (the old default) and with a single denoising step, then
 same two read from the cache (built at fit start, before the timed steps; its build
 time, the seconds from fit start to the first batch, is reported apart, and per-step speed does not depend on the dataset's size). Each
 path runs in a process of its own: measured one after another in one process, the same
-cached path was up to 23% slower in second place than in first. Prints the median
+cached path was up to 18% slower in later places than in first (23% in an earlier run). Prints the median
 seconds per optimiser step over the timed steps, steps per second, and the ratio to
 the five-step on-the-fly path measured in the same run; writes them to ``--out``
 (JSON). Nothing is logged or checkpointed.
