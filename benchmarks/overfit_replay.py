@@ -18,6 +18,7 @@ Prints a table and writes ``--out`` (JSON).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -30,6 +31,12 @@ from harmowam.data.subset import write_subset
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "experiments" / "harmowam.yaml"
+
+
+def config_digest(config: Path) -> str:
+    """Eight hex digits of the variant file's text: two variants with one file name, or a variant edited since its
+    last run, train runs of their own instead of reusing another's checkpoint."""
+    return hashlib.sha1(config.read_bytes()).hexdigest()[:8]
 
 
 def train(workdir: Path, data: Path, steps: int, name: str, augment: bool, config: Path) -> Path:
@@ -110,7 +117,7 @@ def main() -> None:
     # the run's name carries its size, so a rerun with other settings trains anew instead of reusing a checkpoint
     config = Path(args.config).resolve()
     name = (f"overfit_{args.episodes}ep_{args.steps}steps" + ("_augmented" if args.augment else "")
-            + ("" if config == DEFAULT_CONFIG else f"_{config.stem}"))
+            + ("" if config == DEFAULT_CONFIG else f"_{config.stem}_{config_digest(config)}"))
     ckpt = train(workdir, data, args.steps, name, args.augment, config)
     results = {}
     for gate in ("predictive", "reactive", "learned"):

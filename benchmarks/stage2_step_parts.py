@@ -48,6 +48,8 @@ def main() -> None:
     from harmowam.cli import build_cli
     from stage2_throughput import cpu_model  # noqa: E402  (benchmarks/ is the script's folder)
 
+    # paths given relative to where the script was launched, before moving into the workdir
+    args.config, args.out = str(Path(args.config).resolve()), str(Path(args.out).resolve())
     os.chdir(args.workdir)
     torch.manual_seed(0)
     cli = build_cli(["-c", args.config, "--trainer.logger=false", "--trainer.enable_checkpointing=false",

@@ -102,7 +102,9 @@ def main() -> None:
 
     from harmowam.data.subset import write_subset
 
+    # paths given relative to where the script was launched, before moving into the workdir
     launched_from, out = Path.cwd(), Path(args.out).resolve()
+    args.config = str(Path(args.config).resolve())
     os.chdir(args.workdir)
     torch.manual_seed(0)
     data = write_subset("data/demos", f"data/demos_first{args.episodes_per_task}", args.episodes_per_task)
