@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 
 from harmowam.files import FolderLockedError
 from harmowam.sim.cameras import list_cameras
-from harmowam.sim.env import DEFAULT_CAMERA
+from harmowam.sim.env import DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE
 
 
 # -- argument types: a bad value is one clear line from argparse, naming the option ---------------
@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tasks", default=None, help="comma-separated task names, or 'all' (default)")
     g.add_argument("--episodes", type=positive_int, default=None, help="successful episodes per task (default 50)")
     g.add_argument("--seed", type=int, default=None, help="first episode seed (default: the preset's)")
-    g.add_argument("--image-size", type=image_size, default=64, help="rendered frame side in pixels")
+    g.add_argument("--image-size", type=image_size, default=DEFAULT_IMAGE_SIZE, help="rendered frame side in pixels")
     g.add_argument("--camera", default=DEFAULT_CAMERA, choices=list_cameras(), help="camera view (harmowam.sim.cameras)")
     g.add_argument("--max-steps", type=positive_int, default=200, help="step limit per episode")
     g.add_argument("--background", default=None, help="background palette: train or test")
@@ -443,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-timelines", action="store_true", help="skip the gate-timeline PNGs")
     ev.add_argument("--camera", default=DEFAULT_CAMERA, choices=list_cameras(),
                     help="camera view when no checkpoint sets it")
-    ev.add_argument("--image-size", type=image_size, default=64, help="render size when no checkpoint sets it")
+    ev.add_argument("--image-size", type=image_size, default=DEFAULT_IMAGE_SIZE,
+                    help="render size when no checkpoint sets it")
     ev.add_argument("--device", default="cpu", help="torch device of the checkpoint's policy")
     ev.add_argument("--out", default=None,
                     help="results folder (default: <run>/eval/<suite> beside the checkpoint's run)")

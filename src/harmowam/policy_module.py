@@ -114,7 +114,7 @@ class PolicyModule(ResumesRandomState, L.LightningModule):
         self.text = build_component("instruction_encoder", instruction_encoder)
         if wm is not None and image_size is not None and image_size != wm.image_size:
             raise ValueError(f"image_size={image_size} but the world model works at {wm.image_size}")
-        image_size = wm.image_size if wm is not None else (image_size or 64)
+        image_size = wm.image_size if wm is not None else (image_size or PolicyShapes.image_size)
         self.image_encoder = self._build_image_encoder(dict(image_encoder or {}), image_size)
         self.shapes = PolicyShapes(
             action_dim=action_dim or 4, action_horizon=action_horizon, state_dim=state_dim or 4, image_size=image_size,

@@ -18,7 +18,7 @@ import numpy as np
 
 from harmowam.eval.pictures import gate_timeline, write_video
 from harmowam.eval.policies import EvalPolicy
-from harmowam.sim.env import DEFAULT_CAMERA, render, reset_scene
+from harmowam.sim.env import DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE, render, reset_scene
 from harmowam.sim.tasks import get_task
 
 
@@ -28,7 +28,7 @@ class Rollout:
     numbers (each gets its own cached environment)."""
 
     def __init__(self, policy_name: str, task: str, condition: str, variation: dict[str, Any], episode: int,
-                 seed: int, max_steps: int = 200, image_size: int = 64, camera: str = DEFAULT_CAMERA,
+                 seed: int, max_steps: int = 200, image_size: int = DEFAULT_IMAGE_SIZE, camera: str = DEFAULT_CAMERA,
                  video_path: str | Path | None = None, timeline_path: str | Path | None = None,
                  needs_image: bool = True, instance: int = 0) -> None:
         self.policy_name, self.task, self.condition, self.episode, self.seed = policy_name, task, condition, episode, seed
@@ -106,7 +106,7 @@ class Rollout:
 
 
 def run_episode(policy: EvalPolicy, task: str, condition: str, variation: dict[str, Any], episode: int, seed: int,
-                max_steps: int = 200, image_size: int = 64, camera: str = DEFAULT_CAMERA,
+                max_steps: int = 200, image_size: int = DEFAULT_IMAGE_SIZE, camera: str = DEFAULT_CAMERA,
                 video_path: str | Path | None = None, timeline_path: str | Path | None = None) -> dict[str, Any]:
     """Roll ``policy`` out once, alone, in this process; returns the episode record."""
     rollout = Rollout(policy.name, task, condition, variation, episode, seed, max_steps, image_size, camera,

@@ -27,7 +27,7 @@ from harmowam.eval.policies import (REFERENCE_POLICIES, CheckpointPolicy, build_
 from harmowam.eval.records import EpisodeLog, check_manifest, record_key
 from harmowam.eval.suite import IN_DOMAIN, get_suite
 from harmowam.files import FolderLock
-from harmowam.sim.env import DEFAULT_CAMERA
+from harmowam.sim.env import DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE
 
 
 @dataclass
@@ -42,7 +42,7 @@ class EvalConfig:
     envs: int = 8  # batched inference: episodes in flight over the workers
     videos: int = 1  # episodes per (policy, task, condition) with a video
     camera: str = DEFAULT_CAMERA  # for reference policies when no checkpoint sets it
-    image_size: int = 64  # for reference policies when no checkpoint sets it
+    image_size: int = DEFAULT_IMAGE_SIZE  # for reference policies when no checkpoint sets it
     out: str | Path = "runs/eval"
     timelines: bool = True
     tensorboard: bool = True

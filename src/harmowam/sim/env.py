@@ -13,9 +13,10 @@ from harmowam.sim.cameras import get_camera
 from harmowam.sim.tasks import get_task, list_tasks
 
 DEFAULT_CAMERA = "corner4"  # "workspace" was measured worse: docs/stage2_recipe.md
+DEFAULT_IMAGE_SIZE = 64  # rendered frame side when nothing else sets it (the CPU quick preset renders at 48)
 
 
-def make_env(task: str, image_size: int = 64, camera: str = DEFAULT_CAMERA, fast_render: bool = True,
+def make_env(task: str, image_size: int = DEFAULT_IMAGE_SIZE, camera: str = DEFAULT_CAMERA, fast_render: bool = True,
              object_shape: str | None = None) -> Any:
     """A seeded-reset Meta-World environment that renders ``image_size`` square RGB frames.
 
@@ -84,8 +85,8 @@ def _with_object_shape(env_cls: type, task: str, shape: str) -> type:
 _CACHE: dict[tuple, Any] = {}
 
 
-def cached_env(task: str, image_size: int = 64, camera: str = DEFAULT_CAMERA, object_shape: str | None = None,
-               instance: int = 0) -> Any:
+def cached_env(task: str, image_size: int = DEFAULT_IMAGE_SIZE, camera: str = DEFAULT_CAMERA,
+               object_shape: str | None = None, instance: int = 0) -> Any:
     """One environment per (task, size, camera, shape, instance) and process: building one costs more than an
     episode. Episodes that run at the same time in one process use different ``instance`` numbers."""
     key = (task, image_size, camera, object_shape, instance)
@@ -138,7 +139,7 @@ def reset_env(env: Any, seed: int) -> np.ndarray:
     return env._get_obs().astype(np.float64)
 
 
-def reset_scene(task: str, variation: dict[str, Any], seed: int, image_size: int = 64,
+def reset_scene(task: str, variation: dict[str, Any], seed: int, image_size: int = DEFAULT_IMAGE_SIZE,
                 camera: str = DEFAULT_CAMERA, instance: int = 0) -> tuple[Any, np.ndarray]:
     """The cached environment ``instance`` of ``task`` reset under ``variation`` (SceneVariation keyword arguments)
     for ``seed``; returns it and the first observation. The same seed gives the same scene."""

@@ -26,7 +26,7 @@ import numpy as np
 
 from harmowam.data.format import EpisodeWriter
 from harmowam.files import FolderLock
-from harmowam.sim.env import DEFAULT_CAMERA, expert_policy, init_render_process, render, reset_scene
+from harmowam.sim.env import DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE, expert_policy, init_render_process, render, reset_scene
 from harmowam.sim.tasks import get_task, list_tasks
 from harmowam.sim.variations import SceneVariation
 
@@ -46,7 +46,7 @@ class GenerationConfig:
     tasks: list[str] = field(default_factory=list_tasks)
     episodes: int = 50  # successful episodes per task
     seed: int = 0
-    image_size: int = 64
+    image_size: int = DEFAULT_IMAGE_SIZE
     camera: str = DEFAULT_CAMERA
     max_steps: int = 200
     variation: SceneVariation = field(default_factory=SceneVariation)
