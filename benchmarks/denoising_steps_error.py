@@ -20,20 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def action_errors(policy, store, states: int) -> dict[str, list[float]]:
-    """Per task, one mean absolute action error per episode over its first ``states`` stored observations."""
-    per_task: dict[str, list[float]] = {}
-    for ep in store.episodes:
-        demo = store.episode(ep.index)
-        policy.reset(0, ep.task, ep.seed)
-        errs = []
-        for t in range(min(states, ep.length)):
-            obs = {"image": demo["image"][t], "state": demo["state"][t], "instruction": ep.instruction}
-            actions, _ = policy.act([0], [obs])
-            errs.append(float(np.abs(actions[0] - demo["action"][t]).mean()))
-        per_task.setdefault(ep.task, []).append(round(float(np.mean(errs)), 4))
-    return per_task
+from overfit_replay import demo_action_error  # benchmarks/ is the script's folder
 
 
 def main() -> None:
@@ -50,14 +37,18 @@ def main() -> None:
     from harmowam.gates.fixed import ConstantGate
 
     store = EpisodeStore(args.data)
+    policy = CheckpointPolicy(Path(args.ckpt), name="denoising_steps_error", n_action_steps=1)
+    schedule = policy.module.experts["predictive"].schedule
     rows: dict[str, dict[str, list[float]]] = {}
     for role, steps in [("reactive", None), *(("predictive", int(s)) for s in args.steps.split(","))]:
-        policy = CheckpointPolicy(Path(args.ckpt), name=role, n_action_steps=1)
         policy.module.gate = ConstantGate(policy.module.shapes, 1.0 if role == "predictive" else 0.0)
         if steps is not None:
-            policy.module.experts["predictive"].schedule.num_inference_steps = steps
+            schedule.num_inference_steps = steps
         name = role if steps is None else f"predictive, {steps} DDIM steps"
-        rows[name] = action_errors(policy, store, args.states)
+        rows[name] = {}
+        for ep in store.episodes:  # one error per episode, grouped by task
+            error = demo_action_error(policy, ep, store.episode(ep.index), args.states)
+            rows[name].setdefault(ep.task, []).append(error)
         print(f"{name:28s} " + "  ".join(f"{task} {np.mean(v):.4f}" for task, v in rows[name].items()), flush=True)
     Path(args.out).write_text(json.dumps({"ckpt": args.ckpt, "data": args.data, "states": args.states,
                                           "mean_abs_action_error": rows}, indent=1))

@@ -66,6 +66,18 @@ def train(workdir: Path, data: Path, steps: int, name: str, augment: bool, confi
     return ckpt
 
 
+def demo_action_error(policy, ep, demo: dict, states: int) -> float:
+    """Mean absolute error of the policy's first action on the demonstration's first ``states`` stored
+    observations against the stored actions (replanning at each one with ``n_action_steps=1``)."""
+    policy.reset(0, ep.task, ep.seed)
+    errs = []
+    for t in range(min(states, ep.length)):
+        obs = {"image": demo["image"][t], "state": demo["state"][t], "instruction": ep.instruction}
+        actions, _ = policy.act([0], [obs])
+        errs.append(float(np.abs(actions[0] - demo["action"][t]).mean()))
+    return round(float(np.mean(errs)), 4)
+
+
 def replay(ckpt: Path, data: Path, gate: str, n_action_steps: int, max_steps: int) -> list[dict]:
     from harmowam.data.format import EpisodeStore
     from harmowam.eval.policies import CheckpointPolicy
@@ -86,15 +98,9 @@ def replay(ckpt: Path, data: Path, gate: str, n_action_steps: int, max_steps: in
         # diagnostics: the first frame as the policy sees it, and its actions along the demonstration's states
         env, _ = reset_scene(ep.task, gen["variation"], ep.seed, gen["image_size"], gen["camera"])
         first = render(env)
-        policy.reset(0, ep.task, ep.seed)
-        errs = []
-        for t in range(min(10, ep.length)):
-            obs = {"image": demo["image"][t], "state": demo["state"][t], "instruction": ep.instruction}
-            actions, _ = policy.act([0], [obs])
-            errs.append(float(np.abs(actions[0] - demo["action"][t]).mean()))
         rows.append({"task": ep.task, "seed": ep.seed, "success": rec["success"], "steps": rec["steps"],
                      "first_frame_max_abs_diff": int(np.abs(first.astype(int) - demo["image"][0].astype(int)).max()),
-                     "action_mae_on_demo_states": round(float(np.mean(errs)), 4),
+                     "action_mae_on_demo_states": demo_action_error(policy, ep, demo, 10),
                      "expert_steps": rec["expert_steps"]})
     return rows
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harmowam.data.format import DatasetError
+from harmowam.sim.env import DEFAULT_IMAGE_SIZE  # a preset that names no frame side renders at it
 from harmowam.sim.generate import PRESETS, GenerationConfig, generate
 from harmowam.sim.tasks import list_tasks
 from harmowam.sim.variations import SceneVariation
@@ -35,10 +36,6 @@ WORLD_MODEL_EXPORT = Path("checkpoints/world_model")  # where world_model.yaml e
 
 #: the stage-2 configs every preset trains on the demonstrations and evaluates, by run name
 POLICIES = ("harmowam", "bc_baseline")
-
-#: rendered frame side when a preset names none (what `harmowam data generate` renders); the world model and
-#: policies take theirs from the data
-DEFAULT_IMAGE_SIZE = GenerationConfig.image_size
 
 #: pipeline presets: tasks and episodes per regime, frame side (``image_size``, optional), `lightning` overrides per stage, evaluation size
 PIPELINES: dict[str, dict[str, Any]] = {
