@@ -10,10 +10,13 @@ its full five-step loop (the old default) and with a single denoising step, then
 same two read from the cache (built at fit start, before the timed steps; its build
 time, the seconds from fit start to the first batch, is reported apart, and per-step speed does not depend on the dataset's size). Each
 path runs in a process of its own: measured one after another in one process, the same
-cached path was up to 18% slower in later places than in first (23% in an earlier run). Prints the median
-seconds per optimiser step over the timed steps, steps per second, and the ratio to
-the five-step on-the-fly path measured in the same run; writes them to ``--out``
-(JSON). Nothing is logged or checkpointed.
+cached path was up to 18% slower in later places than in first (23% in an earlier run).
+``--repeats`` processes per path run round-robin (every path once, then every path
+again), so a slow drift of a shared machine falls on all paths alike; 12 steps in one
+process each gave ratios from 3.7x to 5.0x on one folder. Prints the median seconds per
+optimiser step over the timed steps of all repeats, steps per second, each repeat's own
+median, and the ratio to the five-step on-the-fly path measured in the same run; writes
+them to ``--out`` (JSON). Nothing is logged or checkpointed.
 """
 
 from __future__ import annotations
@@ -66,9 +69,17 @@ def measure(config: Path, overrides: list[str], steps: int) -> dict[str, float]:
     timer = StepTimer()
     trainer = L.Trainer(**{**_trainer_kwargs(cli), "callbacks": [timer]})
     trainer.fit(model, datamodule=data)
-    per_step = statistics.median(timer.times)
-    return {"median_s_per_step": round(per_step, 4), "steps_per_s": round(1 / per_step, 3),
-            "timed_steps": len(timer.times), "cache_build_s": round(timer.setup_s, 1)}
+    return {"step_times_s": [round(t, 4) for t in timer.times], "cache_build_s": round(timer.setup_s, 1)}
+
+
+def summarise(runs: list[dict]) -> dict:
+    """One path's repeats: the median over all their timed steps, and each repeat's own median (its spread).
+    ``cache_build_s`` is the first repeat's: it builds the cache when none is on disk (later ones read it)."""
+    times = [t for run in runs for t in run["step_times_s"]]
+    per_step = statistics.median(times)
+    return {"median_s_per_step": round(per_step, 4), "steps_per_s": round(1 / per_step, 3), "timed_steps": len(times),
+            "repeat_medians_s": [round(statistics.median(run["step_times_s"]), 4) for run in runs],
+            "cache_build_s": runs[0]["cache_build_s"]}
 
 
 def _trainer_kwargs(cli) -> dict:
@@ -96,6 +107,7 @@ def main() -> None:
     ap.add_argument("--config", default=str(REPO / "experiments" / "harmowam.yaml"))
     ap.add_argument("--steps", type=int, default=12, help="timed optimiser steps per path")
     ap.add_argument("--episodes-per-task", type=int, default=3, help="demonstrations per task to train on")
+    ap.add_argument("--repeats", type=int, default=2, help="processes per path, run round-robin")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "stage2_throughput_cpu.json"))
     ap.add_argument("--only", help=argparse.SUPPRESS)  # one path, in the child process; prints its JSON
     args = ap.parse_args()
@@ -119,18 +131,24 @@ def main() -> None:
     if args.only:
         print(json.dumps(measure(Path(args.config), paths[args.only], args.steps)))
         return
-    results = {}
-    for name in paths:
-        child = subprocess.run([sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--only", name],
-                               cwd=launched_from, check=True, stdout=subprocess.PIPE, text=True)
-        results[name] = json.loads(child.stdout.strip().splitlines()[-1])
-        print(f"{name:20s} {results[name]['median_s_per_step']:.3f} s/step  {results[name]['steps_per_s']:.2f} steps/s"
-              f"  (cache build {results[name]['cache_build_s']} s)", flush=True)
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats must be at least 1, got {args.repeats}")
+    runs: dict[str, list[dict]] = {name: [] for name in paths}
+    for _ in range(args.repeats):
+        for name in paths:
+            child = subprocess.run([sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--only", name],
+                                   cwd=launched_from, check=True, stdout=subprocess.PIPE, text=True)
+            runs[name].append(json.loads(child.stdout.strip().splitlines()[-1]))
+    results = {name: summarise(r) for name, r in runs.items()}
+    for name, r in results.items():
+        print(f"{name:22s} {r['median_s_per_step']:.3f} s/step  {r['steps_per_s']:.2f} steps/s  repeats "
+              f"{', '.join(f'{m:.3f}' for m in r['repeat_medians_s'])}  (cache build {r['cache_build_s']} s)", flush=True)
     base = results["on_the_fly"]["median_s_per_step"]
     for name in paths:
         results[name]["speedup_vs_on_the_fly"] = round(base / results[name]["median_s_per_step"], 2)
     print("speed-up of the cached path: " + ", ".join(f"{k} {v['speedup_vs_on_the_fly']}x" for k, v in results.items()))
     report = {"config": args.config, "workdir": str(Path.cwd()), "data": str(data), "steps": args.steps,
+              "repeats": args.repeats,
               "threads": torch.get_num_threads(),
               "cpu": cpu_model(), "torch": torch.__version__, "results": results}
     out.write_text(json.dumps(report, indent=1))
