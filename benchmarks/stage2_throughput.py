@@ -33,6 +33,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from harmowam.cli import positive_int
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -107,7 +109,7 @@ def main() -> None:
     ap.add_argument("--config", default=str(REPO / "experiments" / "harmowam.yaml"))
     ap.add_argument("--steps", type=int, default=12, help="timed optimiser steps per path")
     ap.add_argument("--episodes-per-task", type=int, default=3, help="demonstrations per task to train on")
-    ap.add_argument("--repeats", type=int, default=2, help="processes per path, run round-robin")
+    ap.add_argument("--repeats", type=positive_int, default=2, help="processes per path, run round-robin")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "stage2_throughput_cpu.json"))
     ap.add_argument("--only", help=argparse.SUPPRESS)  # one path, in the child process; prints its JSON
     args = ap.parse_args()
@@ -131,8 +133,6 @@ def main() -> None:
     if args.only:
         print(json.dumps(measure(Path(args.config), paths[args.only], args.steps)))
         return
-    if args.repeats < 1:
-        raise SystemExit(f"--repeats must be at least 1, got {args.repeats}")
     runs: dict[str, list[dict]] = {name: [] for name in paths}
     for _ in range(args.repeats):
         for name in paths:
