@@ -77,8 +77,9 @@ def test_killed_fit_resumes_to_the_uninterrupted_curve(stage, config, tags, tiny
 
 def test_pipeline_continues_a_killed_run_and_skips_a_finished_one(tiny_world_model_run, tmp_path, capsys):
     """The pipeline's and compare's training step: a run killed after its first last.ckpt is continued in its
-    own folder to the end (not taken as trained, not started over), then skipped as finished."""
-    from harmowam.pipeline import FINISHED, train_run
+    own folder to the end (not taken as trained, not started over), then skipped as finished, unless what it
+    would train has changed since."""
+    from harmowam.pipeline import FINISHED, RunConfigChanged, train_run
     from harmowam.safe_load import load_checkpoint
 
     work = _work_folder(tiny_world_model_run, tmp_path)
@@ -95,6 +96,14 @@ def test_pipeline_continues_a_killed_run_and_skips_a_finished_one(tiny_world_mod
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 12
     assert train_run(work, "run", config, overrides) == run
     assert "is trained, skipping" in capsys.readouterr().out
+    # how a run reports is not what it trained: still finished
+    assert train_run(work, "run", config, [*overrides, "--trainer.log_every_n_steps=3"]) == run
+    # another budget or learning rate is another policy: refused by name, nothing retrained or replaced
+    changed = r"model\.init_args\.lr: 0\.0003 -> 0\.5\n  trainer\.max_steps: 12 -> 13\n"
+    with pytest.raises(RunConfigChanged, match=changed):
+        train_run(work, "run", config, [*overrides, "--trainer.max_steps=13", "--model.init_args.lr=0.5"])
+    assert not (run.parent / "version_1").exists()
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 12
 
 
 def test_last_ckpt_is_the_final_step_when_training_ends_between_intervals(tiny_world_model_run, tmp_path):

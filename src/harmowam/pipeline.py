@@ -11,14 +11,20 @@ every table so that it shows what the world model adds.
 Every step skips work that is already done (a dataset folder with ``meta.json``, an
 exported world model, a trained policy, finished evaluation episodes), so a rerun
 after an interruption resumes. A training run counts as done when its ``lightning fit``
-returned (``finished.json`` in its run folder); one that was killed continues from its
-``last.ckpt`` (written every 100 steps) in the same run folder. Stages run as ``lightning fit`` subprocesses of the
-shipped configs, exactly as a user would run them. Each preset works in its own
-folder (``runs/pipeline/<preset>`` by default), so presets never mix their data.
+returned (``finished.json`` in its run folder, with the resolved config it trained
+on); one that was killed continues from its ``last.ckpt`` (written every 100 steps) in
+the same run folder. A finished run whose config has changed since (a new default
+pulled, an edited YAML or preset) is not taken as done: the command stops and names
+what changed, since that run's policy and its evaluation episodes stand for the old
+config. Stages run as ``lightning fit`` subprocesses of the shipped configs, exactly as
+a user would run them. Each preset works in its own folder (``runs/pipeline/<preset>``
+by default), so presets never mix their data.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -167,11 +173,66 @@ def prepare_data_and_world_model(workdir: Path, spec: dict[str, Any], workers: i
     return tasks
 
 
+#: trainer settings that change how a run reports, not what it trains: left out when a finished run is checked
+PRESENTATION_KEYS = ("logger", "callbacks", "enable_progress_bar", "enable_model_summary", "log_every_n_steps")
+
+
+class RunConfigChanged(ValueError):
+    """A finished training run was made with another config than the one asked for now."""
+
+
+def resolved_config(config: Path, overrides: list[str]) -> dict[str, Any]:
+    """What ``lightning fit -c config *overrides`` trains, as ``--print_config`` resolves it (bases merged,
+    defaults filled in), less the trainer's presentation settings and the checkpoint a killed run resumed from."""
+    import yaml
+
+    from harmowam.cli import build_cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            build_cli(["fit", "-c", str(config), *overrides, "--print_config"])
+        except SystemExit as exc:  # --print_config exits after printing; a bad config exits with its error
+            if exc.code not in (0, None):
+                raise
+    resolved = yaml.safe_load(out.getvalue())
+    for key in PRESENTATION_KEYS:
+        resolved.get("trainer", {}).pop(key, None)
+    resolved.pop("ckpt_path", None)
+    return resolved
+
+
+def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two resolved configs, as ``key: old -> new``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [change for key in sorted(set(old) | set(new), key=str)
+                for change in config_changes(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+def _check_finished_run(run: Path, name: str, wanted: dict[str, Any]) -> None:
+    record = json.loads((run / FINISHED).read_text())
+    if "resolved" not in record:  # finished before runs recorded their config: taken as it is
+        print(f"[{name}] {run} records no resolved config (trained by an older harmowam): not checked", flush=True)
+        return
+    changes = config_changes(record["resolved"], wanted)
+    if changes:
+        shown = "\n  ".join(changes[:8]) + (f"\n  ... and {len(changes) - 8} more" if len(changes) > 8 else "")
+        raise RunConfigChanged(
+            f"[{name}] {run} finished with another config than this run asks for:\n  {shown}\n"
+            f"Its policy and any evaluation of it stand for the old config, so it is neither reused nor replaced: "
+            f"give another --workdir, or move {run.parent} (and the evaluation folder holding its episodes) aside "
+            "and rerun to train it here.")
+
+
 def train_run(workdir: Path, name: str, config: Path, overrides: list[str]) -> Path:
-    """``lightning fit`` of ``config`` as run ``name`` unless its latest run finished; a run that was killed
-    continues from its ``last.ckpt``. Returns the run folder."""
+    """``lightning fit`` of ``config`` as run ``name`` unless its latest run finished with the same resolved config
+    (:class:`RunConfigChanged` if it finished with another); a run that was killed continues from its
+    ``last.ckpt``. Returns the run folder."""
+    wanted = resolved_config(config, overrides)
     run = latest_run(workdir, name)
     if run is not None and (run / FINISHED).is_file():
+        _check_finished_run(run, name, wanted)
         print(f"[{name}] {run} is trained, skipping")
         return run
     last = run / "checkpoints" / "last.ckpt" if run is not None else None
@@ -181,7 +242,8 @@ def train_run(workdir: Path, name: str, config: Path, overrides: list[str]) -> P
     _lightning(config, workdir, overrides)
     run = latest_run(workdir, name)
     assert run is not None
-    (run / FINISHED).write_text(json.dumps({"config": str(config), "overrides": overrides}, indent=1))
+    (run / FINISHED).write_text(json.dumps({"config": str(config), "overrides": overrides, "resolved": wanted},
+                                           indent=1))
     return run
 
 
