@@ -75,10 +75,12 @@ def test_reuse_takes_a_finished_pipeline_folder_and_keeps_what_is_there(tmp_path
         (src / rel).mkdir(parents=True)
         (src / rel / "f.bin").write_bytes(rel.encode())
     (src / "checkpoints/world_model/world_model.json").write_text("{}")
+    (src / "cache/world_model_outputs/k.tmp-123").mkdir()  # a cache build that was killed: not taken
     (dst / "data/demos").mkdir(parents=True)  # already there: kept as it is
     taken = reuse_pipeline_outputs(src, dst)
     assert taken == ["data/wm_video", "checkpoints/world_model", "cache/world_model_outputs"]
     assert (dst / "cache/world_model_outputs/k/f.bin").read_bytes() == b"cache/world_model_outputs/k"
+    assert sorted(p.name for p in (dst / "cache/world_model_outputs").iterdir()) == ["k"]
     assert not (dst / "data/demos/f.bin").exists()
     assert reuse_pipeline_outputs(src, dst) == []
     with pytest.raises(FileNotFoundError, match="no exported world model"):

@@ -127,3 +127,29 @@ def test_last_ckpt_is_the_final_step_when_training_ends_between_intervals(tiny_w
         callbacks = yaml.safe_load((TESTS.parent / "experiments" / config).read_text())["trainer"]["callbacks"]
         [checkpoint] = [c for c in callbacks if c["class_path"].endswith("ModelCheckpoint")]
         assert checkpoint["init_args"]["enable_version_counter"] is False, config
+
+
+def test_pipeline_refuses_a_world_model_trained_on_another_config(tmp_path, capsys):
+    """An exported world model is reused only while world_model.yaml and the preset still resolve to what it
+    was trained on: after a changed default the pipeline names the key instead of building on the old model."""
+    import json
+
+    from harmowam.pipeline import (EXPERIMENTS, FINISHED, PIPELINES, WORLD_MODEL_EXPORT, RunConfigChanged,
+                                   prepare_data_and_world_model, resolved_config)
+
+    spec = PIPELINES["smoke"]
+    for regime in ("demos", "wm_video"):  # a user's own data folders: taken as they are
+        (tmp_path / "data" / regime).mkdir(parents=True)
+        (tmp_path / "data" / regime / "meta.json").write_text("{}")
+    (tmp_path / WORLD_MODEL_EXPORT).mkdir(parents=True)
+    (tmp_path / WORLD_MODEL_EXPORT / "world_model.json").write_text("{}")
+    run = tmp_path / "runs" / "world_model" / "version_0"
+    run.mkdir(parents=True)
+    resolved = resolved_config(EXPERIMENTS / "world_model.yaml", spec["world_model_overrides"])
+    (run / FINISHED).write_text(json.dumps({"resolved": resolved}))
+    assert prepare_data_and_world_model(tmp_path, spec, workers=1, label="test") == spec["tasks"]
+    assert "exists, skipping" in capsys.readouterr().out
+    resolved["trainer"]["max_steps"] += 1
+    (run / FINISHED).write_text(json.dumps({"resolved": resolved}))
+    with pytest.raises(RunConfigChanged, match=r"\[world_model\] .*\n  trainer\.max_steps: 31 -> 30\n"):
+        prepare_data_and_world_model(tmp_path, spec, workers=1, label="test")

@@ -95,7 +95,8 @@ def reuse_pipeline_outputs(source: str | Path, workdir: Path) -> list[str]:
         src, dst = source / rel, workdir / rel
         if src.is_dir() and not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(src, dst, copy_function=_link_or_copy)
+            # a cache build killed midway leaves its `<key>.tmp-<pid>` folder behind: not a cache, not taken
+            shutil.copytree(src, dst, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("*.tmp-*"))
             taken.append(rel)
     return taken
 

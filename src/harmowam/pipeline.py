@@ -166,9 +166,13 @@ def prepare_data_and_world_model(workdir: Path, spec: dict[str, Any], workers: i
         except (FileExistsError, DatasetError) as exc:  # its advice names --overwrite, which this command lacks
             raise type(exc)(f"{exc}\n[{label}] {out} cannot be continued by this run: delete that folder and rerun "
                             "(or give another --workdir)") from exc
+    config, overrides = EXPERIMENTS / "world_model.yaml", spec["world_model_overrides"]
     if not (workdir / WORLD_MODEL_EXPORT / "world_model.json").is_file():
-        train_run(workdir, "world_model", EXPERIMENTS / "world_model.yaml", spec["world_model_overrides"])
+        train_run(workdir, "world_model", config, overrides)
     else:
+        run = latest_run(workdir, "world_model")  # none where the export was taken over by `compare --reuse`
+        if run is not None and (run / FINISHED).is_file():
+            _check_finished_run(run, "world_model", resolved_config(config, overrides))
         print(f"[world model] {workdir / WORLD_MODEL_EXPORT} exists, skipping")
     return tasks
 
@@ -220,9 +224,9 @@ def _check_finished_run(run: Path, name: str, wanted: dict[str, Any]) -> None:
         shown = "\n  ".join(changes[:8]) + (f"\n  ... and {len(changes) - 8} more" if len(changes) > 8 else "")
         raise RunConfigChanged(
             f"[{name}] {run} finished with another config than this run asks for:\n  {shown}\n"
-            f"Its policy and any evaluation of it stand for the old config, so it is neither reused nor replaced: "
-            f"give another --workdir, or move {run.parent} (and the evaluation folder holding its episodes) aside "
-            "and rerun to train it here.")
+            f"It, and whatever was trained or evaluated on it, stands for the old config, so it is neither reused "
+            f"nor replaced: give another --workdir, or move {run.parent} aside (with what was made from it: "
+            "evaluation episodes, policies on a world model) and rerun to train it here.")
 
 
 def train_run(workdir: Path, name: str, config: Path, overrides: list[str]) -> Path:
