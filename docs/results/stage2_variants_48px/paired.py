@@ -10,7 +10,7 @@ episodes are the q7 pipeline's HarmoWAM (q8 repeated them exactly).
 import json
 from pathlib import Path
 
-from harmowam.eval.statistics import paired_difference
+from harmowam.eval.statistics import outcomes, paired_difference
 
 HERE = Path(__file__).resolve().parent
 CONDITIONS = ["in_domain", "background", "position", "object"]
@@ -28,13 +28,10 @@ PAIRS = [("gate_state", "default"), ("gate_state_detach", "default"), ("gate_sta
          ("gate_detach", "default")]
 
 
-def load(path: Path, policy: str) -> dict[tuple, bool]:
-    return {(r["task"], r["condition"], r["seed"]): bool(r["success"])
-            for r in map(json.loads, path.open()) if r["policy"] == policy}
-
-
 def main() -> None:
-    runs = {key: load(*src) for key, src in RUNS.items() if src[0].is_file()}
+    # outcomes: {(task, condition, scene seed): success}, the key the comparison tables pair on
+    runs = {key: outcomes(map(json.loads, path.open()), policy) for key, (path, policy) in RUNS.items()
+            if path.is_file()}
     for (name, seed), o in runs.items():
         def rate(conds: list[str]) -> str:
             hits = [v for k, v in o.items() if k[1] in conds]
