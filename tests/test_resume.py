@@ -91,7 +91,9 @@ def test_pipeline_continues_a_killed_run_and_skips_a_finished_one(tiny_world_mod
     overrides = ["--trainer.logger.init_args.name=run", "--trainer.max_steps=12", "--trainer.val_check_interval=100",
                  "--trainer.callbacks+=harmowam.training.PeriodicLastCheckpoint", "--trainer.callbacks.every_n_steps=4"]
     assert train_run(work, "run", config, overrides) == run
-    assert "did not finish (no finished.json): continuing" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "records no config it was started with" in out  # started outside the pipeline: not checked
+    assert "did not finish (no finished.json): continuing" in out
     assert (run / FINISHED).is_file() and not (run.parent / "version_1").exists()
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 12
     assert train_run(work, "run", config, overrides) == run
@@ -104,6 +106,32 @@ def test_pipeline_continues_a_killed_run_and_skips_a_finished_one(tiny_world_mod
         train_run(work, "run", config, [*overrides, "--trainer.max_steps=13", "--model.init_args.lr=0.5"])
     assert not (run.parent / "version_1").exists()
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 12
+
+
+def test_pipeline_continues_a_killed_run_only_under_the_config_it_started_with(tiny_world_model_run, tmp_path,
+                                                                             monkeypatch):
+    """A run the pipeline started records its config before training; killed, it is continued under that config
+    only: asked for another budget, the command names the change instead of finishing one policy under two."""
+    from harmowam.pipeline import FINISHED, STARTED, RunConfigChanged, train_run
+    from harmowam.safe_load import load_checkpoint
+
+    work = _work_folder(tiny_world_model_run, tmp_path)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    config = CONFIGS / "tiny_policy.yaml"
+    overrides = ["--trainer.logger.init_args.name=run", "--trainer.max_steps=12", "--trainer.val_check_interval=100",
+                 "--trainer.callbacks+=harmowam.training.PeriodicLastCheckpoint", "--trainer.callbacks.every_n_steps=4"]
+    with pytest.raises(subprocess.CalledProcessError):  # SIGKILL after step 6; last.ckpt holds step 4
+        train_run(work, "run", config, [*overrides, "--trainer.callbacks+=kill_at_step.KillAtStep",
+                                        "--trainer.callbacks.step=6"])
+    run, started = work / "runs" / "run" / "version_0", work / "runs" / "run" / STARTED
+    assert started.is_file() and not (run / FINISHED).exists()
+    with pytest.raises(RunConfigChanged, match=r"did not finish and was started with another config.*\n"
+                                               r"  trainer\.max_steps: 12 -> 13\n"):
+        train_run(work, "run", config, [*overrides, "--trainer.max_steps=13"])
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 4  # nothing trained
+    assert train_run(work, "run", config, overrides) == run  # its own config: continued to the end
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 12
+    assert (run / FINISHED).is_file() and not started.exists() and not (run.parent / "version_1").exists()
 
 
 def test_last_ckpt_is_the_final_step_when_training_ends_between_intervals(tiny_world_model_run, tmp_path):

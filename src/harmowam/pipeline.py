@@ -16,7 +16,8 @@ on); one that was killed continues from its ``last.ckpt`` (written every 100 ste
 the same run folder. A finished run whose config has changed since (a new default
 pulled, an edited YAML or preset) is not taken as done: the command stops and names
 what changed, since that run's policy and its evaluation episodes stand for the old
-config. Stages run as ``lightning fit`` subprocesses of the shipped configs, exactly as
+config; so does a killed run asked to continue under another config than it was started
+with (``runs/<name>/started.json``). Stages run as ``lightning fit`` subprocesses of the shipped configs, exactly as
 a user would run them. Each preset works in its own folder (``runs/pipeline/<preset>``
 by default), so presets never mix their data.
 """
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from harmowam.data.format import DatasetError
+from harmowam.files import write_text_atomic
 from harmowam.sim.env import DEFAULT_IMAGE_SIZE  # a preset that names no frame side renders at it
 from harmowam.sim.generate import PRESETS, GenerationConfig, generate
 from harmowam.sim.tasks import list_tasks
@@ -90,6 +92,9 @@ def _lightning(config: Path, workdir: Path, overrides: list[str]) -> None:
 
 #: written into a run folder when its ``lightning fit`` returned: the run is finished, not merely checkpointed
 FINISHED = "finished.json"
+#: ``runs/<name>/started.json``: the resolved config of the run of that name now in progress (removed when it
+#: finishes), so that a killed run is continued only under the config it was started with
+STARTED = "started.json"
 
 
 def latest_run(workdir: Path, name: str) -> Path | None:
@@ -214,6 +219,10 @@ def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
+def _shown(changes: list[str], most: int = 8) -> str:
+    return "\n  ".join(changes[:most]) + (f"\n  ... and {len(changes) - most} more" if len(changes) > most else "")
+
+
 def _check_finished_run(run: Path, name: str, wanted: dict[str, Any]) -> None:
     record = json.loads((run / FINISHED).read_text())
     if "resolved" not in record:  # finished before runs recorded their config: taken as it is
@@ -221,12 +230,25 @@ def _check_finished_run(run: Path, name: str, wanted: dict[str, Any]) -> None:
         return
     changes = config_changes(record["resolved"], wanted)
     if changes:
-        shown = "\n  ".join(changes[:8]) + (f"\n  ... and {len(changes) - 8} more" if len(changes) > 8 else "")
         raise RunConfigChanged(
-            f"[{name}] {run} finished with another config than this run asks for:\n  {shown}\n"
+            f"[{name}] {run} finished with another config than this run asks for:\n  {_shown(changes)}\n"
             f"It, and whatever was trained or evaluated on it, stands for the old config, so it is neither reused "
             f"nor replaced: give another --workdir, or move {run.parent} aside (with what was made from it: "
             "evaluation episodes, policies on a world model) and rerun to train it here.")
+
+
+def _check_started_run(run: Path, started: Path, name: str, wanted: dict[str, Any]) -> None:
+    """A killed run continues only under the config it was started with: otherwise its steps so far and the
+    rest would be one policy trained under two configs."""
+    if not started.is_file():  # killed before runs recorded their config at the start
+        print(f"[{name}] {run} records no config it was started with (an older harmowam): not checked", flush=True)
+        return
+    changes = config_changes(json.loads(started.read_text())["resolved"], wanted)
+    if changes:
+        raise RunConfigChanged(
+            f"[{name}] {run} did not finish and was started with another config than this run asks for:\n  "
+            + _shown(changes) + "\nContinuing it would train one policy under two configs: give another "
+            f"--workdir, or move {run.parent} aside and rerun to train it from the start.")
 
 
 def train_run(workdir: Path, name: str, config: Path, overrides: list[str]) -> Path:
@@ -239,15 +261,20 @@ def train_run(workdir: Path, name: str, config: Path, overrides: list[str]) -> P
         _check_finished_run(run, name, wanted)
         print(f"[{name}] {run} is trained, skipping")
         return run
+    started = workdir / "runs" / name / STARTED
     last = run / "checkpoints" / "last.ckpt" if run is not None else None
     if last is not None and last.is_file():
+        _check_started_run(run, started, name, wanted)
         print(f"[{name}] {run} did not finish (no {FINISHED}): continuing from {last}", flush=True)
         overrides = [*overrides, f"--ckpt_path={last}"]  # cli._continue_logged_run keeps the run folder
+    started.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(started, json.dumps({"config": str(config), "resolved": wanted}, indent=1))
     _lightning(config, workdir, overrides)
     run = latest_run(workdir, name)
     assert run is not None
-    (run / FINISHED).write_text(json.dumps({"config": str(config), "overrides": overrides, "resolved": wanted},
-                                           indent=1))
+    write_text_atomic(run / FINISHED, json.dumps({"config": str(config), "overrides": overrides,
+                                                  "resolved": wanted}, indent=1))
+    started.unlink()
     return run
 
 
