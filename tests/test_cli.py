@@ -1,6 +1,7 @@
 """The commands as a user runs them."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -24,11 +25,12 @@ def test_harmowam_plugins_lists_builtins_and_the_example_plugin(tmp_path):
 
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
     """`harmowam plugins | head -1`: the reader leaving is not an error worth a traceback."""
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "harmowam"), "plugins"], cwd=tmp_path,
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a pipe is block-buffered, as for users
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "harmowam"), "plugins"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdout.close()  # before the command (a second to import) writes its first line
     err = proc.stderr.read()
-    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
 def test_data_generate_writes_a_dataset_with_metadata(tmp_path):
@@ -133,6 +135,8 @@ def test_world_model_config_rejects_mismatched_data(tiny_world_model_run):
 
 
 def test_sweep_runs_a_grid_skips_finished_runs_and_survives_a_failure(tiny_world_model_run):
+    """A sweep trains each run as the pipeline does: finished runs are skipped unless their config changed, a
+    failed run is recorded and tried again next time."""
     work = tiny_world_model_run.parents[2]
     sweep = {
         "name": "small",
@@ -151,8 +155,15 @@ def test_sweep_runs_a_grid_skips_finished_runs_and_survives_a_failure(tiny_world
     assert np.isfinite(float(ok.split(",")[-2]))  # a real metric value
     again = run_cli(["harmowam", "sweep", "small.yaml"], cwd=work)
     assert "done (skipped)" in (work / "runs" / "sweeps" / "small" / "results.md").read_text()
-    assert "tiny_policy-ok:" not in again.stdout  # the finished run did not start again
-    assert "tiny_policy-broken:" in again.stdout  # the failed one is tried again
+    assert "tiny_policy-ok/version_0 is trained, skipping" in again.stdout  # the finished run did not start again
+    assert "name=tiny_policy-ok " not in again.stdout
+    assert "name=tiny_policy-broken " in again.stdout  # the failed one is tried again
+    # an edited sweep asks the finished run for another budget: it stops and names the key, training nothing
+    sweep["overrides"][0] = "--trainer.max_steps=3"
+    (work / "small.yaml").write_text(yaml.safe_dump(sweep, sort_keys=False))
+    changed = run_cli(["harmowam", "sweep", "small.yaml"], cwd=work)
+    assert changed.returncode != 0 and "trainer.max_steps: 2 -> 3" in changed.stderr, changed.stderr[-2000:]
+    assert not (work / "runs" / "sweeps" / "small" / "tiny_policy-ok" / "version_1").exists()
 
 
 @pytest.mark.slow

@@ -498,7 +498,9 @@ def harmowam_main(argv: Sequence[str] | None = None) -> int:
     on_term = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
         else None
     try:
-        return ns.func(ns)
+        code = ns.func(ns)
+        sys.stdout.flush()  # output still buffered for a pipe: a reader that left shows here, not at exit (code 120)
+        return code
     except (KeyError, ValueError, FileNotFoundError, FileExistsError, FolderLockedError) as exc:
         # Known bad input: one clear line, not a traceback.
         print(f"harmowam: error: {_message(exc)}", file=sys.stderr)

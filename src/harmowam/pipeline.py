@@ -81,13 +81,18 @@ def lightning_executable() -> Path:
     return Path(sys.executable).parent / "lightning"
 
 
-def _lightning(config: Path, workdir: Path, overrides: list[str]) -> None:
-    if not sys.stdout.isatty():  # a log file: plain progress lines instead of a redrawn bar
+def _lightning(config: Path, workdir: Path, overrides: list[str], log: Path | None = None) -> None:
+    """``lightning fit`` in ``workdir``; its output goes to ``log`` (appended) where one is given."""
+    if log is not None or not sys.stdout.isatty():  # a log file: plain progress lines instead of a redrawn bar
         overrides = ["--trainer.enable_progress_bar=false",
                      "--trainer.callbacks+=harmowam.progress.PlainProgress", *overrides]
     cmd = [str(lightning_executable()), "fit", "-c", str(config), *overrides]
     print("$ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=workdir, check=True)
+    if log is None:
+        subprocess.run(cmd, cwd=workdir, check=True)
+        return
+    with open(log, "a") as out:
+        subprocess.run(cmd, cwd=workdir, check=True, stdout=out, stderr=subprocess.STDOUT)
 
 
 #: written into a run folder when its ``lightning fit`` returned: the run is finished, not merely checkpointed
@@ -97,8 +102,8 @@ FINISHED = "finished.json"
 STARTED = "started.json"
 
 
-def latest_run(workdir: Path, name: str) -> Path | None:
-    runs = sorted((workdir / "runs" / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+def latest_run(workdir: Path, name: str, save_dir: str | Path = "runs") -> Path | None:
+    runs = sorted((workdir / save_dir / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
     return runs[-1] if runs else None
 
 
@@ -251,17 +256,18 @@ def _check_started_run(run: Path, started: Path, name: str, wanted: dict[str, An
             f"--workdir, or move {run.parent} aside and rerun to train it from the start.")
 
 
-def train_run(workdir: Path, name: str, config: Path, overrides: list[str]) -> Path:
-    """``lightning fit`` of ``config`` as run ``name`` unless its latest run finished with the same resolved config
-    (:class:`RunConfigChanged` if it finished with another); a run that was killed continues from its
-    ``last.ckpt``. Returns the run folder."""
+def train_run(workdir: Path, name: str, config: Path, overrides: list[str], save_dir: str | Path = "runs",
+              log: Path | None = None) -> Path:
+    """``lightning fit`` of ``config`` as run ``name`` (its logger writing to ``workdir/save_dir/name``) unless
+    its latest run finished with the same resolved config (:class:`RunConfigChanged` if it finished with another);
+    a run that was killed continues from its ``last.ckpt``. Returns the run folder."""
     wanted = resolved_config(config, overrides)
-    run = latest_run(workdir, name)
+    run = latest_run(workdir, name, save_dir)
     if run is not None and (run / FINISHED).is_file():
         _check_finished_run(run, name, wanted)
         print(f"[{name}] {run} is trained, skipping")
         return run
-    started = workdir / "runs" / name / STARTED
+    started = workdir / save_dir / name / STARTED
     last = run / "checkpoints" / "last.ckpt" if run is not None else None
     if last is not None and last.is_file():
         _check_started_run(run, started, name, wanted)
@@ -269,8 +275,8 @@ def train_run(workdir: Path, name: str, config: Path, overrides: list[str]) -> P
         overrides = [*overrides, f"--ckpt_path={last}"]  # cli._continue_logged_run keeps the run folder
     started.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(started, json.dumps({"config": str(config), "resolved": wanted}, indent=1))
-    _lightning(config, workdir, overrides)
-    run = latest_run(workdir, name)
+    _lightning(config, workdir, overrides, log)
+    run = latest_run(workdir, name, save_dir)
     assert run is not None
     write_text_atomic(run / FINISHED, json.dumps({"config": str(config), "overrides": overrides,
                                                   "resolved": wanted}, indent=1))

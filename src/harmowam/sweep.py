@@ -12,8 +12,11 @@ A sweep file::
         low_lr: ["--model.init_args.lr=1e-4"]
     metrics: [val/policy_action_mse, val/gate_accuracy]   # optional; default: every val/ scalar
 
-Each run is ``lightning fit`` in a subprocess, logging to ``<output>/<run>/version_0``.
-A run that exits 0 gets a ``DONE`` marker and is skipped on the next invocation; a
+Each run is ``lightning fit`` in a subprocess, logging to ``<output>/<run>/version_<k>``
+and writing its output to ``<output>/<run>/sweep.log``. Runs are trained the way the
+pipeline trains them (:func:`harmowam.pipeline.train_run`): a finished run is skipped on
+the next invocation, unless its config now resolves to something else (then the sweep
+stops and names the changed keys); a killed run continues from its ``last.ckpt``; a
 failed run is recorded with its log and the sweep goes on.
 """
 
@@ -28,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from harmowam.pipeline import final_metrics, lightning_executable
+from harmowam.pipeline import FINISHED, final_metrics, latest_run, train_run
 
 
 @dataclass
@@ -69,29 +72,38 @@ def run_sweep(path: str | Path) -> Path:
     spec = load_sweep(path)
     out = Path(spec["output"])
     out.mkdir(parents=True, exist_ok=True)
-    exe = lightning_executable()
     runs = plan(spec)
     for i, run in enumerate(runs, 1):
-        run_dir = out / run.name / "version_0"
-        if (run_dir / "DONE").is_file():
-            run.status = "done (skipped)"
+        print(f"[{i}/{len(runs)}] {run.name}", flush=True)
+        log = out / run.name / "sweep.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        latest = latest_run(Path.cwd(), run.name, out)
+        finished_before = latest is not None and (latest / FINISHED).is_file()
+        overrides = [f"--trainer.logger.init_args.save_dir={out}", f"--trainer.logger.init_args.name={run.name}",
+                     *run.overrides]
+        if latest is not None and (latest / "DONE").is_file() and not finished_before:  # an older harmowam's marker
+            run_dir, run.status = latest, "done (skipped)"
         else:
-            cmd = [str(exe), "fit", "-c", str(run.config), f"--trainer.logger.init_args.save_dir={out}",
-                   f"--trainer.logger.init_args.name={run.name}", "--trainer.logger.init_args.version=0", *run.overrides]
-            print(f"[{i}/{len(runs)}] {run.name}: {' '.join(cmd)}", flush=True)
-            (out / run.name).mkdir(parents=True, exist_ok=True)
-            with open(out / run.name / "sweep.log", "w") as log:
-                code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
-            if code == 0:
-                run_dir.mkdir(parents=True, exist_ok=True)
-                (run_dir / "DONE").write_text("")
-                run.status = "done"
-            else:
-                run.status = f"failed (exit {code}, see {out / run.name / 'sweep.log'})"
-                print(f"    {run.status}", flush=True)
-        if run_dir.is_dir():
+            run_dir, run.status = _train(run, overrides, out, log, finished_before)
+        if run.status.startswith("failed"):
+            print(f"    {run.status}", flush=True)
+        if run_dir is not None and run_dir.is_dir():
             run.metrics = final_metrics(run_dir)
     return write_table(runs, out, spec.get("metrics"))
+
+
+def _train(run: SweepRun, overrides: list[str], out: Path, log: Path, finished_before: bool
+           ) -> tuple[Path | None, str]:
+    """One run through the pipeline's training step: its folder (None if none was made) and its status."""
+    try:
+        return (train_run(Path.cwd(), run.name, run.config, overrides, save_dir=out, log=log),
+                "done (skipped)" if finished_before else "done")
+    except subprocess.CalledProcessError as exc:
+        return latest_run(Path.cwd(), run.name, out), f"failed (exit {exc.returncode}, see {log})"
+    except SystemExit as exc:  # the config does not resolve: lightning's one-line error, kept in the log
+        with open(log, "a") as f:
+            f.write(f"{exc.code}\n")
+        return None, f"failed (the config does not resolve, see {log})"
 
 
 def write_table(runs: list[SweepRun], out: Path, metrics: list[str] | None = None) -> Path:
