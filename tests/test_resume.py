@@ -14,6 +14,11 @@ import pytest
 from conftest import CONFIGS
 
 TESTS = Path(__file__).parent
+#: the pipeline's training step on the tiny policy: 12 steps, last.ckpt every 4, as run "run"
+PIPELINE_OVERRIDES = ["--trainer.logger.init_args.name=run", "--trainer.max_steps=12",
+                      "--trainer.val_check_interval=100",
+                      "--trainer.callbacks+=harmowam.training.PeriodicLastCheckpoint",
+                      "--trainer.callbacks.every_n_steps=4"]
 
 
 def _fit(config: Path, work: Path, name: str, *extra: str) -> subprocess.CompletedProcess:
@@ -88,8 +93,7 @@ def test_pipeline_continues_a_killed_run_and_skips_a_finished_one(tiny_world_mod
     assert killed.returncode == -9
     run = work / "runs" / "run" / "version_0"
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 4
-    overrides = ["--trainer.logger.init_args.name=run", "--trainer.max_steps=12", "--trainer.val_check_interval=100",
-                 "--trainer.callbacks+=harmowam.training.PeriodicLastCheckpoint", "--trainer.callbacks.every_n_steps=4"]
+    overrides = PIPELINE_OVERRIDES
     assert train_run(work, "run", config, overrides) == run
     out = capsys.readouterr().out
     assert "records no config it was started with" in out  # started outside the pipeline: not checked
@@ -118,8 +122,7 @@ def test_pipeline_continues_a_killed_run_only_under_the_config_it_started_with(t
     work = _work_folder(tiny_world_model_run, tmp_path)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     config = CONFIGS / "tiny_policy.yaml"
-    overrides = ["--trainer.logger.init_args.name=run", "--trainer.max_steps=12", "--trainer.val_check_interval=100",
-                 "--trainer.callbacks+=harmowam.training.PeriodicLastCheckpoint", "--trainer.callbacks.every_n_steps=4"]
+    overrides = PIPELINE_OVERRIDES
     with pytest.raises(subprocess.CalledProcessError):  # SIGKILL after step 6; last.ckpt holds step 4
         train_run(work, "run", config, [*overrides, "--trainer.callbacks+=kill_at_step.KillAtStep",
                                         "--trainer.callbacks.step=6"])

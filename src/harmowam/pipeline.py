@@ -17,9 +17,9 @@ the same run folder. A finished run whose config has changed since (a new defaul
 pulled, an edited YAML or preset) is not taken as done: the command stops and names
 what changed, since that run's policy and its evaluation episodes stand for the old
 config; so does a killed run asked to continue under another config than it was started
-with (``runs/<name>/started.json``). Stages run as ``lightning fit`` subprocesses of the shipped configs, exactly as
-a user would run them. Each preset works in its own folder (``runs/pipeline/<preset>``
-by default), so presets never mix their data.
+with (``runs/<name>/started.json``). Stages run as ``lightning fit`` subprocesses of the
+shipped configs, exactly as a user would run them. Each preset works in its own folder
+(``runs/pipeline/<preset>`` by default), so presets never mix their data.
 """
 
 from __future__ import annotations
@@ -228,13 +228,18 @@ def _shown(changes: list[str], most: int = 8) -> str:
     return "\n  ".join(changes[:most]) + (f"\n  ... and {len(changes) - most} more" if len(changes) > most else "")
 
 
+def _recorded_changes(record: Path, wanted: dict[str, Any]) -> list[str] | None:
+    """What differs between the resolved config a run record (``finished.json``, ``started.json``) holds and
+    ``wanted``; None where there is no such record (made by an older harmowam)."""
+    recorded = json.loads(record.read_text()) if record.is_file() else {}
+    return config_changes(recorded["resolved"], wanted) if "resolved" in recorded else None
+
+
 def _check_finished_run(run: Path, name: str, wanted: dict[str, Any]) -> None:
-    record = json.loads((run / FINISHED).read_text())
-    if "resolved" not in record:  # finished before runs recorded their config: taken as it is
+    changes = _recorded_changes(run / FINISHED, wanted)
+    if changes is None:  # finished before runs recorded their config: taken as it is
         print(f"[{name}] {run} records no resolved config (trained by an older harmowam): not checked", flush=True)
-        return
-    changes = config_changes(record["resolved"], wanted)
-    if changes:
+    elif changes:
         raise RunConfigChanged(
             f"[{name}] {run} finished with another config than this run asks for:\n  {_shown(changes)}\n"
             f"It, and whatever was trained or evaluated on it, stands for the old config, so it is neither reused "
@@ -245,11 +250,10 @@ def _check_finished_run(run: Path, name: str, wanted: dict[str, Any]) -> None:
 def _check_started_run(run: Path, started: Path, name: str, wanted: dict[str, Any]) -> None:
     """A killed run continues only under the config it was started with: otherwise its steps so far and the
     rest would be one policy trained under two configs."""
-    if not started.is_file():  # killed before runs recorded their config at the start
+    changes = _recorded_changes(started, wanted)
+    if changes is None:  # killed before runs recorded their config at the start
         print(f"[{name}] {run} records no config it was started with (an older harmowam): not checked", flush=True)
-        return
-    changes = config_changes(json.loads(started.read_text())["resolved"], wanted)
-    if changes:
+    elif changes:
         raise RunConfigChanged(
             f"[{name}] {run} did not finish and was started with another config than this run asks for:\n  "
             + _shown(changes) + "\nContinuing it would train one policy under two configs: give another "
